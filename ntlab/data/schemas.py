@@ -1,0 +1,152 @@
+"""Polars schemas of the market-data kinds ntlab understands.
+
+Conventions shared by every kind:
+
+* ``ts`` is ``pl.Datetime("ns", "UTC")``: int64 nanoseconds since the Unix epoch, UTC.
+  ``frame["ts"].to_physical()`` gives the int64 array without a copy.
+* ``symbol`` is a plain string (``"BTCUSDT"``, ``"ES"``...).
+* ``side`` is ``Int8``: ``+1`` buy (the aggressor bought, or the bid side of a book) and
+  ``-1`` sell (aggressor sold, or the ask side); ``0`` when the venue does not say.
+* Prices and sizes are ``Float64``.
+
+Kinds
+-----
+trades  ts, symbol, price, size [, side, trade_id]
+quotes  ts, symbol, bid_price, ask_price [, bid_size, ask_size]   (best bid/offer)
+depth   ts, symbol, side, price, size, update_id, first_update_id [, prev_update_id]
+        L2 deltas: one row per price level; ``size`` is the new total at that level and 0
+        removes it. All rows of one venue message share ``update_id``.
+bars    ts, symbol, open, high, low, close [, volume, notional, trades]
+        ``ts`` is the bar's open time.
+prices  ts and one Float64 column per asset (wide adjusted-close tables; null before listing)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import polars as pl
+
+from ntlab.exceptions import SchemaError
+
+__all__ = ["KINDS", "TS", "Schema", "conform", "schema"]
+
+TS = pl.Datetime("ns", "UTC")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Schema:
+    """Columns of one data kind: the required ones, then the optional ones, in order."""
+
+    kind: str
+    required: dict[str, pl.DataType]
+    optional: dict[str, pl.DataType] = field(default_factory=dict)
+    extra_columns: pl.DataType | None = None
+    """dtype of any further column (wide tables); ``None`` rejects unknown columns."""
+
+    @property
+    def columns(self) -> dict[str, pl.DataType]:
+        return {**self.required, **self.optional}
+
+
+_SCHEMAS = {
+    s.kind: s
+    for s in (
+        Schema(
+            kind="trades",
+            required={"ts": TS, "symbol": pl.String, "price": pl.Float64, "size": pl.Float64},
+            optional={"side": pl.Int8, "trade_id": pl.Int64},
+        ),
+        Schema(
+            kind="quotes",
+            required={
+                "ts": TS,
+                "symbol": pl.String,
+                "bid_price": pl.Float64,
+                "ask_price": pl.Float64,
+            },
+            optional={"bid_size": pl.Float64, "ask_size": pl.Float64},
+        ),
+        Schema(
+            kind="depth",
+            required={
+                "ts": TS,
+                "symbol": pl.String,
+                "side": pl.Int8,
+                "price": pl.Float64,
+                "size": pl.Float64,
+                "update_id": pl.Int64,
+                "first_update_id": pl.Int64,
+            },
+            optional={"prev_update_id": pl.Int64},
+        ),
+        Schema(
+            kind="bars",
+            required={
+                "ts": TS,
+                "symbol": pl.String,
+                "open": pl.Float64,
+                "high": pl.Float64,
+                "low": pl.Float64,
+                "close": pl.Float64,
+            },
+            optional={"volume": pl.Float64, "notional": pl.Float64, "trades": pl.Int64},
+        ),
+        Schema(kind="prices", required={"ts": TS}, extra_columns=pl.Float64),
+    )
+}
+
+KINDS: tuple[str, ...] = tuple(_SCHEMAS)
+
+
+def schema(kind: str) -> Schema:
+    """Return the :class:`Schema` of ``kind`` (one of :data:`KINDS`)."""
+    try:
+        return _SCHEMAS[kind]
+    except KeyError:
+        msg = f"unknown data kind {kind!r}; use one of {', '.join(KINDS)}"
+        raise SchemaError(msg) from None
+
+
+def conform(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
+    """Cast ``frame`` to the schema of ``kind`` and order its columns.
+
+    Missing required columns and columns the kind does not know raise :class:`SchemaError`;
+    a value that cannot be cast raises it too (nothing is turned into null silently).
+    """
+    sch = schema(kind)
+    missing = [c for c in sch.required if c not in frame.columns]
+    if missing:
+        msg = (
+            f"{kind} frame lacks required column(s) {missing}; it has {frame.columns}. "
+            f"Rename columns with the loader's `columns=` mapping."
+        )
+        raise SchemaError(msg)
+    known = sch.columns
+    unknown = [c for c in frame.columns if c not in known]
+    if unknown and sch.extra_columns is None:
+        msg = f"{kind} frame has unknown column(s) {unknown}; {kind} columns are {list(known)}"
+        raise SchemaError(msg)
+    target = {c: known.get(c, sch.extra_columns) for c in frame.columns}
+    exprs = []
+    for name, dtype in target.items():
+        col = frame[name]
+        if col.dtype == dtype:
+            exprs.append(pl.col(name))
+        elif isinstance(dtype, pl.Datetime) and isinstance(col.dtype, pl.Datetime):
+            if col.dtype.time_zone is None:
+                msg = (
+                    f"{kind}.{name} is a naive datetime; say which time zone it is in "
+                    f"(the loaders' `tz=` argument) so that it can be converted to UTC"
+                )
+                raise SchemaError(msg)
+            exprs.append(pl.col(name).dt.convert_time_zone("UTC").dt.cast_time_unit("ns"))
+        else:
+            exprs.append(pl.col(name).cast(dtype, strict=True))
+    order = [c for c in known if c in target] + [c for c in target if c not in known]
+    try:
+        out = frame.select(exprs)
+    except pl.exceptions.PolarsError as exc:
+        msg = f"{kind} frame cannot be cast to its schema {target}: {exc}"
+        raise SchemaError(msg) from exc
+    return out.select(order)
