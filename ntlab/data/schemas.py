@@ -8,12 +8,15 @@ Conventions shared by every kind:
 * ``side`` is ``Int8``: ``+1`` buy (the aggressor bought, or the bid side of a book) and
   ``-1`` sell (aggressor sold, or the ask side); ``0`` when the venue does not say.
 * Prices and sizes are ``Float64``.
+* Where a venue stamps its own event time, ``ts`` is when the data became known to us (the
+  local receive time of a recording) and ``ts_event`` the venue's time; a backtest that uses
+  ``ts`` cannot look ahead.
 
 Kinds
 -----
-trades  ts, symbol, price, size [, side, trade_id]
-quotes  ts, symbol, bid_price, ask_price [, bid_size, ask_size]   (best bid/offer)
-depth   ts, symbol, side, price, size, update_id, first_update_id [, prev_update_id]
+trades  ts, symbol, price, size [, side, trade_id, ts_event]
+quotes  ts, symbol, bid_price, ask_price [, bid_size, ask_size, update_id, ts_event]  (BBO)
+depth   ts, symbol, side, price, size, update_id, first_update_id [, prev_update_id, ts_event]
         L2 deltas: one row per price level; ``size`` is the new total at that level and 0
         removes it. All rows of one venue message share ``update_id``.
 bars    ts, symbol, open, high, low, close [, volume, notional, trades]
@@ -55,7 +58,7 @@ _SCHEMAS = {
         Schema(
             kind="trades",
             required={"ts": TS, "symbol": pl.String, "price": pl.Float64, "size": pl.Float64},
-            optional={"side": pl.Int8, "trade_id": pl.Int64},
+            optional={"side": pl.Int8, "trade_id": pl.Int64, "ts_event": TS},
         ),
         Schema(
             kind="quotes",
@@ -65,7 +68,12 @@ _SCHEMAS = {
                 "bid_price": pl.Float64,
                 "ask_price": pl.Float64,
             },
-            optional={"bid_size": pl.Float64, "ask_size": pl.Float64},
+            optional={
+                "bid_size": pl.Float64,
+                "ask_size": pl.Float64,
+                "update_id": pl.Int64,
+                "ts_event": TS,
+            },
         ),
         Schema(
             kind="depth",
@@ -78,7 +86,7 @@ _SCHEMAS = {
                 "update_id": pl.Int64,
                 "first_update_id": pl.Int64,
             },
-            optional={"prev_update_id": pl.Int64},
+            optional={"prev_update_id": pl.Int64, "ts_event": TS},
         ),
         Schema(
             kind="bars",
