@@ -62,7 +62,7 @@ class RunResult:
 
 
 def _declared_types(annotation: str | None, default: str, name: str) -> tuple[str, ...]:
-    if annotation and annotation != "None":
+    if annotation:
         names = tuple(part.strip().split("[")[0] for part in annotation.split("|"))
     else:
         try:
@@ -78,24 +78,45 @@ def _declared_types(annotation: str | None, default: str, name: str) -> tuple[st
     return names
 
 
-def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
-    """Parameters declared in the ``parameters`` cell of the notebook at ``path``."""
-    import papermill
+def _parameters_cell(path: Path) -> str:
+    import nbformat
 
+    nb = nbformat.read(path, as_version=4)
+    cells = [c for c in nb.cells if c.cell_type == "code" and "parameters" in c.metadata.get("tags", [])]
+    if len(cells) != 1:
+        msg = f"{path.name} must have exactly one code cell tagged 'parameters'; it has {len(cells)}"
+        raise ConfigError(msg)
+    return cells[0].source
+
+
+def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
+    """Parameters declared in the ``parameters`` cell of the notebook at ``path``.
+
+    Each line is ``name: type = literal  # help`` (the annotation may be left out when the
+    literal says the type); annotations may be unions such as ``str | None``.
+    """
     path = Path(path)
     if not path.is_file():
         msg = f"notebook {str(path)!r} does not exist"
         raise ConfigError(msg)
-    inspected = papermill.inspect_notebook(str(path))
-    return {
-        name: NotebookParameter(
-            name=name,
-            types=_declared_types(p["inferred_type_name"], p["default"], name),
-            default=p["default"],
-            help=p["help"],
+    source = _parameters_cell(path)
+    lines = source.splitlines()
+    declared = {}
+    for node in ast.parse(source).body:
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name) and node.value is not None:
+            name, annotation, value = node.target.id, ast.unparse(node.annotation), node.value
+        elif isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name):
+            name, annotation, value = node.targets[0].id, None, node.value
+        else:
+            msg = f"{path.name}: the parameters cell may only hold `name: type = literal  # help` lines; got {ast.unparse(node)!r}"
+            raise ConfigError(msg)
+        line = lines[node.lineno - 1]
+        help_text = line.split("#", 1)[1].strip() if "#" in line[node.end_col_offset :] else ""
+        default = ast.unparse(value)
+        declared[name] = NotebookParameter(
+            name=name, types=_declared_types(annotation, default, name), default=default, help=help_text
         )
-        for name, p in inspected.items()
-    }
+    return declared
 
 
 def parse_value(text: str) -> Any:
