@@ -7,7 +7,6 @@ PYTEST := $(PY) -m pytest -q --doctest-modules tests ntlab
 export JUPYTER_CONFIG_DIR   := $(CURDIR)/.jupyter/config
 export JUPYTER_DATA_DIR     := $(CURDIR)/.jupyter/data
 export JUPYTER_RUNTIME_DIR  := $(CURDIR)/.jupyter/runtime
-export MPLBACKEND           := Agg
 
 .PHONY: demo test bench clean
 

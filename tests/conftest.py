@@ -11,7 +11,6 @@ import pytest
 _JUPYTER = Path(tempfile.mkdtemp(prefix="ntlab-jupyter-"))
 for _name in ("CONFIG", "DATA", "RUNTIME"):
     os.environ.setdefault(f"JUPYTER_{_name}_DIR", str(_JUPYTER / _name.lower()))
-os.environ.setdefault("MPLBACKEND", "Agg")
 
 REPO = Path(__file__).resolve().parents[1]
 
