@@ -105,7 +105,11 @@ def data_ls(catalog: Path) -> None:
     import polars as pl
 
     from ntlab.data.catalog import Catalog
+    from ntlab.exceptions import CatalogError
 
+    if not catalog.is_dir():
+        msg = f"catalog {str(catalog)!r} does not exist; fill it with `ntlab data ingest NAME -c {catalog}`"
+        raise CatalogError(msg)
     summary = Catalog(catalog).summary()
     if summary.is_empty():
         click.echo(f"catalog {catalog} is empty")

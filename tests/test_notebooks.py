@@ -1,0 +1,79 @@
+"""Every notebook, template and benchmark runs end to end (through papermill, as users run them)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from click.testing import CliRunner
+
+from ntlab.cli import main
+from ntlab.runs.notebook import notebook_parameters, run_notebook
+
+pytestmark = pytest.mark.notebook
+
+RUNNABLE = ["notebooks/01_data.ipynb", "templates/demo.ipynb", "bench_notebooks/data.ipynb"]
+
+
+def _outputs(path: Path) -> str:
+    nb = nbformat.read(path, as_version=4)
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") or out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def _images(path: Path) -> int:
+    nb = nbformat.read(path, as_version=4)
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
+@pytest.mark.parametrize("notebook", RUNNABLE)
+def test_parameters_are_typed_and_documented(repo: Path, notebook: str) -> None:
+    params = notebook_parameters(repo / notebook)
+    assert params
+    for param in params.values():
+        assert param.help, f"{notebook}: parameter {param.name} has no # help comment"
+
+
+def test_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    result = run_notebook(repo / "notebooks/01_data.ipynb", out_dir=tmp_path, cwd=repo)
+    text = _outputs(result.notebook)
+    assert "streaming bars == Polars bars: True" in text
+    assert "rows_written=0" in text  # the second ingest of the same trades adds nothing
+    assert "100.0000%" in text  # the rebuilt book matches the venue's bookTicker
+    assert _images(result.notebook) >= 1
+
+
+def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:
+    catalog = tmp_path / "catalog"
+    result = CliRunner().invoke(main, ["run", str(repo / "templates/demo.ipynb"), "-o", str(tmp_path), "-p", "catalog", str(catalog)])
+    assert result.exit_code == 0, result.output
+    report = tmp_path / "demo.html"
+    html = report.read_text()
+    assert "book BBO match share" in html and "100.0000%" in html
+    assert html.count("data:image/png;base64") >= 2  # the two figures are in the report
+    assert (catalog / "kind=trades" / "symbol=ES").is_dir()
+    assert "streaming == Polars" in _outputs(tmp_path / "demo.ipynb")
+
+
+def test_data_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "data.json"
+    args = ["bench", "data", "--json", str(out), "-p", "synthetic_trades", "200000", "-p", "python_loop_trades", "20000", "-p", "repeat", "1"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert doc["bench"] == "data"
+    assert set(doc["machine"]) == {"cpu", "cores", "gpu", "python", "packages"}
+    for name in ("ingest_rows_per_s", "scan_rows_per_s", "bars_speedup_vs_pandas", "stream_bars_events_per_s", "book_updates_per_s", "book_bbo_match_share"):
+        entry = doc["metrics"][name]
+        assert set(entry) == {"value", "unit", "better", "peer"}
+        assert entry["value"] > 0
+    assert doc["metrics"]["bars_speedup_vs_pandas"]["unit"] == "x"
+    assert doc["metrics"]["bars_speedup_vs_pandas"]["peer"] == "pandas"
+    assert doc["metrics"]["book_bbo_match_share"]["value"] == 1.0
+    assert "bars_speedup_vs_pandas" in result.output
