@@ -15,6 +15,13 @@ for _name in ("CONFIG", "DATA", "RUNTIME"):
 REPO = Path(__file__).resolve().parents[1]
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # ntlab's warnings are errors in the suite: a test that expects one says so with
+    # pytest.warns. Added here rather than in pyproject.toml so that ntlab is first imported
+    # after coverage has started.
+    config.addinivalue_line("filterwarnings", "error::ntlab.exceptions.NtlabWarning")
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     """The repository root."""
