@@ -44,13 +44,13 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 from collections.abc import Sequence
 from typing import Literal, NamedTuple, get_args
 
 import numpy as np
 import polars as pl
 
+from ntlab.data._time import duration_ns
 from ntlab.data.schemas import TS, conform
 from ntlab.exceptions import ConfigError, DataError, SchemaError
 from ntlab.kernels import bars as kb
@@ -65,19 +65,6 @@ _KIND_CODES = {
     "volume": kb.KIND_VOLUME,
     "dollar": kb.KIND_DOLLAR,
 }
-_UNIT_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "µs": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-    "d": 86_400_000_000_000,
-    "w": 604_800_000_000_000,
-}
-_CALENDAR_UNITS = ("mo", "q", "y")
-_DURATION_PART = re.compile(r"(\d+)(ns|us|µs|ms|mo|s|m|h|d|w|q|y|i)")
 _BAR_COLUMNS = ("ts", "open", "high", "low", "close", "volume", "notional", "trades")
 
 
@@ -106,49 +93,19 @@ def _check_by(by: object) -> str:
     return by
 
 
-def _duration_ns(text: str) -> int:
-    """Nanoseconds of a fixed Polars duration string (``"1m"``, ``"1h30m"``...)."""
-    parts = _DURATION_PART.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text:
-        msg = (
-            f"every={text!r} is not a duration; use a Polars duration string such as "
-            f"'500ms', '5s', '1m', '1h30m' or '1d' (units ns, us, ms, s, m, h, d, w)"
-        )
-        raise ConfigError(msg)
-    total = 0
-    for number, unit in parts:
-        if unit in _CALENDAR_UNITS:
-            msg = (
-                f"every={text!r} uses the calendar unit {unit!r}, whose length varies; time "
-                f"bars need a fixed duration (ns, us, ms, s, m, h, d, w), e.g. '30d'"
-            )
-            raise ConfigError(msg)
-        if unit == "i":
-            msg = f"every={text!r} counts rows ('i'); for bars of N trades use by='tick', every=N"
-            raise ConfigError(msg)
-        total += int(number) * _UNIT_NS[unit]
-    return total
-
-
 def _check_every(by: str, every: object) -> int | float:
     """Validate ``every`` for ``by``: ns (time) or N (tick) as int, V (volume/dollar) as float."""
     if by == "time":
-        if isinstance(every, str):
-            ns = _duration_ns(every)
-        elif isinstance(every, dt.timedelta):
-            ns = (every.days * 86_400 + every.seconds) * 1_000_000_000 + every.microseconds * 1_000
-        elif isinstance(every, int | np.integer) and not isinstance(every, bool | np.bool_):
-            ns = int(every)
-        else:
+        if isinstance(every, float | np.floating):
             msg = (
                 f"every={every!r} is not a duration for time bars; use a duration string "
                 f"('1m', '5s', '1h'), a datetime.timedelta or an int of nanoseconds"
             )
             raise ConfigError(msg)
-        if ns <= 0:
-            msg = f"every={every!r} must be a positive duration for time bars, e.g. '1m'"
+        if isinstance(every, str) and every.rstrip().endswith("i"):
+            msg = f"every={every!r} counts rows ('i'); for bars of N trades use by='tick', every=N"
             raise ConfigError(msg)
-        return ns
+        return duration_ns(every, name="every")  # type: ignore[arg-type]
     if by == "tick":
         if not isinstance(every, int | np.integer) or isinstance(every, bool | np.bool_):
             msg = f"every={every!r} must be an int number of trades for tick bars, e.g. 100"

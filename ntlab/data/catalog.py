@@ -56,6 +56,7 @@ from typing import Any, Literal
 import numpy as np
 import polars as pl
 
+from ntlab.data._time import utc_ns
 from ntlab.data.schemas import KINDS, TS, conform, schema
 from ntlab.exceptions import CatalogError, ConfigError, DataError, SchemaError
 
@@ -70,7 +71,6 @@ _PROGRESS_MIN_PARTITIONS = 20
 _WIDE_KIND = "prices"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _DAY_NS = 86_400_000_000_000
-_FRACTION = re.compile(r"\.(\d+)")
 _PERIOD = re.compile(r"\d{4}(-\d{2}(-\d{2})?)?")
 _WIDTH = {"day": 10, "month": 7, "year": 4}  # of a partition value: 2024-03-15, 2024-03, 2024
 _EVERY = {"day": "1d", "month": "1mo", "year": "1y"}
@@ -732,34 +732,7 @@ def _symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
 
 
 def _utc_ns(value: datetime | date | str | None, *, name: str) -> int | None:
-    """Nanoseconds since the epoch of a datetime, date or ISO string (naive = UTC)."""
-    if value is None:
-        return None
-    extra_ns = 0
-    if isinstance(value, str):
-        text = value.strip()
-        match = _FRACTION.search(text)
-        if match and len(match.group(1)) > 6:
-            digits = match.group(1)
-            if len(digits) > 9:
-                msg = f"{name}={value!r} has more than 9 fractional digits; ns is the finest unit"
-                raise ConfigError(msg)
-            extra_ns = int(digits[6:].ljust(3, "0"))
-            text = text[: match.start(1) + 6] + text[match.end(1) :]
-        try:
-            value = datetime.fromisoformat(text)
-        except ValueError:
-            msg = f"{name}={value!r} is not an ISO date or datetime; use e.g. '2024-01-31T12:00'"
-            raise ConfigError(msg) from None
-    if isinstance(value, datetime):
-        extra_ns += int(getattr(value, "nanosecond", 0))  # pandas.Timestamp
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        micros = (aware - _EPOCH) // timedelta(microseconds=1)
-        return micros * 1000 + extra_ns
-    if isinstance(value, date):
-        return (value - _EPOCH.date()).days * _DAY_NS
-    msg = f"{name} must be a datetime, date or ISO string, got {value!r} ({type(value).__name__})"
-    raise ConfigError(msg)
+    return None if value is None else utc_ns(value, name=name)
 
 
 def _ts_bounds(meta: Any, part: _Partition) -> tuple[int, int]:  # noqa: ANN401

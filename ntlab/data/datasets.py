@@ -43,7 +43,7 @@ from typing import Any, Literal, overload
 
 import polars as pl
 
-from ntlab.data.loaders.files import finish, read_csv, to_kind
+from ntlab.data.loaders.files import finish, to_kind
 from ntlab.data.paths import data_file
 from ntlab.data.validation import Fix, ValidationReport
 from ntlab.exceptions import ConfigError

@@ -31,7 +31,6 @@ True
 from __future__ import annotations
 
 import bisect
-import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, timedelta
 from typing import NamedTuple
@@ -39,6 +38,7 @@ from typing import NamedTuple
 import numpy as np
 import polars as pl
 
+from ntlab.data._time import duration_ns, utc_ns
 from ntlab.data.schemas import TS
 from ntlab.exceptions import ConfigError
 
@@ -57,17 +57,6 @@ YEAR = timedelta(days=365)
 
 _YEAR_NS = YEAR // timedelta(microseconds=1) * 1000
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_UNITS_NS = {
-    "ns": 1,
-    "us": 1_000,
-    "ms": 1_000_000,
-    "s": 1_000_000_000,
-    "m": 60_000_000_000,
-    "h": 3_600_000_000_000,
-    "d": 86_400_000_000_000,
-    "w": 604_800_000_000_000,
-}
-_FREQ = re.compile(r"^\s*(\d+)\s*(ns|us|ms|s|m|h|d|w)\s*$")
 _CHUNK_BARS = 1 << 16
 _VOLUME_SHAPE = 2.0
 _VOLUME_MEAN = 1_000.0
@@ -605,38 +594,11 @@ def _check_params(**values: float) -> None:
 
 
 def _freq_ns(freq: str | timedelta) -> int:
-    if isinstance(freq, timedelta):
-        value = freq // timedelta(microseconds=1) * 1000
-    else:
-        match = _FREQ.match(str(freq))
-        if match is None:
-            msg = (
-                f"freq={freq!r} is not understood; use '<int><unit>' with unit in "
-                f"{list(_UNITS_NS)} (e.g. '1m', '5s', '1h'), or a timedelta"
-            )
-            raise ConfigError(msg)
-        value = int(match.group(1)) * _UNITS_NS[match.group(2)]
-    if value <= 0:
-        msg = f"freq={freq!r} must be a positive duration"
-        raise ConfigError(msg)
-    return value
+    return duration_ns(freq, name="freq")
 
 
 def _start_ns(start: datetime | date | str) -> int:
-    value: object = start
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            msg = f"start={start!r} is not an ISO date or datetime; use e.g. '2024-01-01'"
-            raise ConfigError(msg) from None
-    if isinstance(value, datetime):
-        aware = value if value.tzinfo is not None else value.replace(tzinfo=UTC)
-        return (aware - _EPOCH) // timedelta(microseconds=1) * 1000
-    if isinstance(value, date):
-        return (value - _EPOCH.date()).days * _UNITS_NS["d"]
-    msg = f"start must be a datetime, date or ISO string, got {start!r}"
-    raise ConfigError(msg)
+    return utc_ns(start, name="start")
 
 
 def _vector(values: Sequence[float], name: str) -> np.ndarray:

@@ -111,7 +111,7 @@ def to_kind(
         frame = frame.select(list(columns))
     frame = frame.rename(columns)
     if "ts" not in frame.columns:
-        msg = f"no column is mapped to 'ts'; add e.g. columns={{'<time column>': 'ts', ...}}"
+        msg = "no column is mapped to 'ts'; add e.g. columns={'<time column>': 'ts', ...}"
         raise SchemaError(msg)
     if symbol is not None:
         if "symbol" in frame.columns:
