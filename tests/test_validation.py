@@ -166,6 +166,8 @@ def depth(**over: list) -> pl.DataFrame:
 )
 def test_depth_rules(over, rule) -> None:
     assert validate(depth(), "depth")[1].ok  # size 0 removes a level: allowed
+    empty_message = depth(side=[1, 0], price=[1.0, None], size=[0.0, None])
+    assert validate(empty_message, "depth")[1].ok  # placeholder row of a message without levels
     with pytest.raises(DataError, match=rule):
         validate(depth(**over), "depth")
 

@@ -18,7 +18,8 @@ trades  ts, symbol, price, size [, side, trade_id, ts_event]
 quotes  ts, symbol, bid_price, ask_price [, bid_size, ask_size, update_id, ts_event]  (BBO)
 depth   ts, symbol, side, price, size, update_id, first_update_id [, prev_update_id, ts_event]
         L2 deltas: one row per price level; ``size`` is the new total at that level and 0
-        removes it. All rows of one venue message share ``update_id``.
+        removes it. All rows of one venue message share ``update_id``; a message without
+        levels is one placeholder row with side 0 and null price and size.
 bars    ts, symbol, open, high, low, close [, volume, notional, trades]
         ``ts`` is the bar's open time.
 prices  ts and one Float64 column per asset (wide adjusted-close tables; null before listing)

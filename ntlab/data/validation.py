@@ -12,6 +12,7 @@ all kinds   ``ts`` not null; ``ts`` non-decreasing within each symbol
 trades      price finite and > 0; size finite and > 0; no duplicate ``trade_id`` per symbol
 quotes      bid/ask finite and > 0; sizes finite and >= 0; bid <= ask (no crossed quote)
 depth       price finite and > 0; size finite and >= 0 (0 removes a level); side is +1 or -1
+            (or 0 with null price and size: the placeholder row of a message without levels)
 bars        OHLC finite and > 0; volume >= 0; high >= max(open, close), low <= min(open, close),
             high >= low; one bar per (symbol, ts)
 prices      dates strictly increasing; prices > 0 or null (null before listing is normal)
@@ -216,10 +217,18 @@ def _rules(kind: str, frame: pl.DataFrame) -> list[_Rule]:
             _Rule("crossed_quote", "bid_price > ask_price", lambda f: pl.col("bid_price") > pl.col("ask_price"), ("bid_price", "ask_price"))
         )
     elif kind == "depth":
+        # A venue message without any level is kept as one placeholder row (side 0, null
+        # price and size) so that its update id stays in the sequence the book checks.
+        placeholder = (pl.col("side") == 0) & pl.col("price").is_null() & pl.col("size").is_null()
         rules += [
-            _Rule("bad_price", "price is null, NaN, infinite or <= 0", lambda f: _not_positive("price"), ("price",)),
-            _Rule("bad_size", "size is null, NaN, infinite or < 0", lambda f: _negative("size"), ("size",)),
-            _Rule("bad_side", "side is not +1 (bid) or -1 (ask)", lambda f: ~pl.col("side").is_in([1, -1]).fill_null(False), ("side",)),
+            _Rule("bad_price", "price is null, NaN, infinite or <= 0", lambda f: _not_positive("price") & ~placeholder, ("price",)),
+            _Rule("bad_size", "size is null, NaN, infinite or < 0", lambda f: _negative("size") & ~placeholder, ("size",)),
+            _Rule(
+                "bad_side",
+                "side is not +1 (bid) or -1 (ask), nor 0 on an empty message's placeholder row",
+                lambda f: ~(pl.col("side").is_in([1, -1]).fill_null(False) | placeholder),
+                ("side",),
+            ),
         ]
     elif kind == "bars":
         rules += [
