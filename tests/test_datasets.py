@@ -129,8 +129,9 @@ def test_wide_tables_keep_nulls_before_listing() -> None:
     assert frame["META"][0] is None and frame["META"][-1] is not None
 
 
-def test_names_info_describe() -> None:
+def test_names_info_describe(repo) -> None:
     names = ntlab.datasets.names()
+    assert f"`ntlab.datasets.names()`: {len(names)} sets" in (repo / "README.md").read_text()
     assert set(EXPECTED) <= set(names)
     assert "sp500_daily" in names and "bitstamp_trades" in names
     assert ntlab.datasets.names(kind="quotes") == sorted(n for n in names if ntlab.datasets.info(n).kind == "quotes")
