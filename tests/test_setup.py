@@ -63,3 +63,22 @@ def test_cli_help_and_version() -> None:
         assert re.search(rf"^\s+{command}\s", out, re.M), command
     version = subprocess.run([str(BIN / "ntlab"), "--version"], capture_output=True, text=True, check=True).stdout
     assert version.strip() == "ntlab, version 0.1.0"
+
+
+def test_readme_tour_runs(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    import pytest
+
+    from ntlab.exceptions import DataQualityWarning
+
+    blocks = re.findall(r"```python\n(.*?)```", (repo / "README.md").read_text(), re.S)
+    assert blocks
+    monkeypatch.chdir(tmp_path)  # the tour writes ./catalog
+    namespace: dict = {}
+    with pytest.warns(DataQualityWarning, match="sp500_daily"):
+        for block in blocks:
+            exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
+    assert namespace["compare_bbo"](namespace["replay"], namespace["ntlab"].datasets.load("binance_spot_btcusdt_quotes")).matched_share == 1.0
+    assert (tmp_path / "catalog" / "kind=trades" / "symbol=ES").is_dir()
+    assert namespace["bar"] is None or namespace["bar"].symbol == "ES"
+    dollar, monday = namespace["dollar"], namespace["monday"].collect()
+    assert dollar["trades"].sum() == monday.height and dollar.height >= 5
