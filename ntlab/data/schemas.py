@@ -20,8 +20,11 @@ depth   ts, symbol, side, price, size, update_id, first_update_id [, prev_update
         L2 deltas: one row per price level; ``size`` is the new total at that level and 0
         removes it. All rows of one venue message share ``update_id``; a message without
         levels is one placeholder row with side 0 and null price and size.
+snapshot  the columns of depth: a full book at one moment (a venue's REST snapshot), kept apart
+        from the diffs so that a book can be rebuilt from a catalog
 bars    ts, symbol, open, high, low, close [, volume, notional, trades]
-        ``ts`` is the bar's open time.
+        ``ts`` is the bar's open time; vendor bars whose open is unknown (``es_dollar_bars``)
+        are stamped by their last trade and say so in their description.
 prices  ts and one Float64 column per asset (wide adjusted-close tables; null before listing)
 """
 
@@ -78,6 +81,19 @@ _SCHEMAS = {
         ),
         Schema(
             kind="depth",
+            required={
+                "ts": TS,
+                "symbol": pl.String,
+                "side": pl.Int8,
+                "price": pl.Float64,
+                "size": pl.Float64,
+                "update_id": pl.Int64,
+                "first_update_id": pl.Int64,
+            },
+            optional={"prev_update_id": pl.Int64, "ts_event": TS},
+        ),
+        Schema(
+            kind="snapshot",
             required={
                 "ts": TS,
                 "symbol": pl.String,
