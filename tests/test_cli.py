@@ -47,3 +47,19 @@ def test_cli_errors(tmp_path) -> None:
     (tmp_path / "fresh").mkdir()
     empty_ls = runner.invoke(main, ["data", "ls", "-c", str(tmp_path / "fresh")])
     assert empty_ls.exit_code == 0 and "is empty" in empty_ls.output
+
+
+def test_markets_and_snapshots_never_mix_in_a_catalog(tmp_path) -> None:
+    from ntlab.data.catalog import Catalog
+
+    names = ["binance_spot_btcusdt_trades", "binance_usdm_btcusdt_trades", "binance_spot_btcusdt_depth", "binance_spot_btcusdt_snapshot"]
+    result = CliRunner().invoke(main, ["data", "ingest", *names, "-c", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    store = Catalog(tmp_path)
+    assert store.symbols("trades") == ["BTCUSDT", "BTCUSDT-PERP"]
+    spot = store.scan("trades", symbols="BTCUSDT").collect()
+    perp = store.scan("trades", symbols="BTCUSDT-PERP").collect()
+    assert spot["trade_id"].max() < 4e9 < perp["trade_id"].min()  # distinct venues, distinct ids
+    assert store.kinds() == ["depth", "snapshot", "trades"]
+    snapshot = store.scan("snapshot").collect()
+    assert snapshot["update_id"].n_unique() == 1

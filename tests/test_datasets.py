@@ -187,8 +187,21 @@ def test_generic_csv_loader(tmp_path) -> None:
     assert fixed["ts"].is_sorted()
 
 
+def test_epoch_units_are_exact(tmp_path) -> None:
+    cols = {"t": "ts", "p": "price", "q": "size"}
+    frac = _write(tmp_path / "f.csv", "t,p,q\n1700000000.25,1.0,1\n1700000000.75,1.0,1\n")
+    frame = read_csv(frac, kind="trades", symbol="X", columns=cols, ts_unit="s")
+    assert frame["ts"].dt.epoch("ns").to_list() == [1_700_000_000_250_000_000, 1_700_000_000_750_000_000]
+    nan = _write(tmp_path / "g.csv", "t,p,q\nNaN,1.0,1\n")
+    with pytest.raises(DataError, match=r"non-finite values like \[nan\]"):
+        read_csv(nan, kind="trades", symbol="X", columns=cols, ts_unit="s")
+    millis = _write(tmp_path / "m.csv", "t,p,q\n1700000000000,1.0,1\n")
+    with pytest.raises(DataError, match=r"overflow int64 nanoseconds with ts_unit='s'; are they in ms\?"):
+        read_csv(millis, kind="trades", symbol="X", columns=cols, ts_unit="s")
+
+
 def test_generic_csv_loader_errors(tmp_path) -> None:
-    path = _write(tmp_path / "t.csv", "t,p,q\n2020-13-45 00:00:00,1.0,1\n")
+    path = _write(tmp_path / "t.csv", "t,p,q\n2020-01-01 00:00:00,1.0,1\n2020-13-45 00:00:00,1.0,1\n")
     cols = {"t": "ts", "p": "price", "q": "size"}
     with pytest.raises(DataError, match="does not exist"):
         read_csv(tmp_path / "missing.csv", kind="trades", columns=cols)

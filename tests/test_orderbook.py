@@ -427,8 +427,11 @@ def test_rebuild_book_errors() -> None:
         rebuild_book(pl.concat([SNAP, snap_frame(40, [(1, 1.0, 1.0)])]), depth, market="futures")
     with pytest.raises(BookError, match=r"futures diffs need prev_update_id \('pu'\); is this a spot recording"):
         rebuild_book(SNAP, depth.drop("prev_update_id"), market="futures")
-    with pytest.raises(BookError, match=r"rows of one depth message \(same update_id\) must be consecutive"):
+    with pytest.raises(BookError, match=r"depth row 3 \(update_id=25\) has first_update_id=3 unlike the other rows"):
         rebuild_book(SNAP, depth.with_columns(first_update_id=pl.int_range(pl.len())), market="spot")
+    split = pl.concat([depth.head(3), depth.slice(4), depth.slice(3, 1)])  # message 25 split in two runs
+    with pytest.raises(BookError, match=r"depth message update_id=25 appears in separate runs of rows starting at rows \[2, 6\] that differ"):
+        rebuild_book(SNAP, split, market="futures")
     with pytest.raises(BookError, match=r"snapshot 11 of X has a bad level"):
         rebuild_book(snap_frame(11, [(1, 0.5, -1.0)]), depth, market="futures")
 

@@ -23,7 +23,7 @@ def _notebook(path: Path, parameters: str, body: str) -> Path:
     return path
 
 
-PARAMS = 'rows: int = 3  # how many rows\nratio: float = 0.5  # a share\nlabel = "x"  # a name\nmaybe: str | None = None  # optional\nflag: bool = False  # a switch'
+PARAMS = 'rows: int = 3  # how many rows\ncolor = "#1f77b4"  # line colour\nratio: float = 0.5  # a share\nlabel = "x"  # a name\nmaybe: str | None = None  # optional\nflag: bool = False  # a switch'
 
 
 def test_parameters_are_read_with_types_and_help(tmp_path) -> None:
@@ -31,12 +31,14 @@ def test_parameters_are_read_with_types_and_help(tmp_path) -> None:
     params = notebook_parameters(path)
     assert {n: p.types for n, p in params.items()} == {
         "rows": ("int",),
+        "color": ("str",),
         "ratio": ("float",),
         "label": ("str",),
         "maybe": ("str", "None"),
         "flag": ("bool",),
     }
     assert params["rows"].help == "how many rows"
+    assert params["color"].help == "line colour" and params["color"].default == "'#1f77b4'"
     check_parameters(path, {"rows": 5, "ratio": 1, "maybe": None, "flag": True})
 
 
@@ -47,7 +49,7 @@ def test_parameters_are_read_with_types_and_help(tmp_path) -> None:
         ({"rows": "5"}, r"parameter 'rows' must be int \(default 3\); got '5' of type str"),
         ({"rows": True}, r"parameter 'rows' must be int"),
         ({"ratio": "high"}, r"parameter 'ratio' must be float"),
-        ({"maybe": 3}, r"parameter 'maybe' must be str \| None"),
+        ({"maybe": 3}, r"parameter 'maybe' must be str \| None.*quote it: -p maybe"),
     ],
 )
 def test_unknown_or_mistyped_parameters_are_errors(tmp_path, given, message) -> None:
@@ -130,3 +132,15 @@ def test_cli_run_rejects_bad_parameter(tmp_path) -> None:
     result = CliRunner().invoke(main, ["run", str(path), "-o", str(tmp_path / "o"), "-p", "rows", "many"])
     assert result.exit_code == 1
     assert "parameter 'rows' must be int (default 3); got 'many'" in result.output
+
+
+@pytest.mark.notebook
+def test_bench_that_writes_nothing_is_an_error(tmp_path, monkeypatch) -> None:
+    (tmp_path / "bench_notebooks").mkdir()
+    _notebook(tmp_path / "bench_notebooks" / "quiet.ipynb", 'json_out: str = "x.json"  # results', "print('no results')")
+    stale = tmp_path / "out.json"
+    stale.write_text('{"bench": "quiet", "metrics": {}}')  # an earlier run's file must not be read back
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match=r"quiet.ipynb ran but wrote no results to .*out.json"):
+        run_bench("quiet", json_out=stale)
+    assert not stale.exists()

@@ -52,7 +52,7 @@ def test_cpu_install_pulls_no_nvidia_packages() -> None:
 
 
 def test_import_ntlab_is_light() -> None:
-    code = "import ntlab, sys; print(sorted(m for m in ('numba','torch','cupy','panel','papermill','pandas','matplotlib') if m in sys.modules))"
+    code = "import ntlab, sys; print(sorted(m for m in ('numba','torch','cupy','panel','papermill','pandas','matplotlib','polars','numpy','pyarrow') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
 
@@ -79,6 +79,7 @@ def test_readme_tour_runs(repo: Path, tmp_path: Path, monkeypatch) -> None:
             exec(compile(block, "README.md", "exec"), namespace)  # noqa: S102
     assert namespace["compare_bbo"](namespace["replay"], namespace["ntlab"].datasets.load("binance_spot_btcusdt_quotes")).matched_share == 1.0
     assert (tmp_path / "catalog" / "kind=trades" / "symbol=ES").is_dir()
-    assert namespace["bar"] is None or namespace["bar"].symbol == "ES"
     dollar, monday = namespace["dollar"], namespace["monday"].collect()
     assert dollar["trades"].sum() == monday.height and dollar.height >= 5
+    live = namespace["live"]  # the streaming aggregator fed the same trades ends on the same open bar
+    assert tuple(live.flush())[2:] == dollar.row(-1)[2:]

@@ -85,6 +85,28 @@ def test_duplicate_trade_id_kept_first_on_repair() -> None:
     assert report.issues[0].action.startswith("dropped")
 
 
+def test_null_trade_ids_are_not_duplicates() -> None:
+    frame = trades().with_columns(pl.Series("trade_id", [None, None, 7], dtype=pl.Int64))
+    out, report = validate(frame, "trades")
+    assert report.ok and out.height == 3
+
+
+def test_a_bad_level_drops_its_whole_depth_message() -> None:
+    frame = _frame(
+        "depth",
+        ts=[0, 0, 0, 1],
+        symbol=["X"] * 4,
+        side=[1, -1, -1, 1],
+        price=[1.0, 1.1, -1.2, 1.0],
+        size=[1.0, 2.0, 3.0, 0.0],
+        update_id=[5, 5, 5, 6],
+        first_update_id=[3, 3, 3, 6],
+    )
+    out, report = validate(frame, "depth", fix="drop")
+    assert out["update_id"].to_list() == [6]  # message 5 dropped whole, not just its bad level
+    assert report.issues[0].rows == 3
+
+
 def test_identical_trades_without_ids_are_legitimate() -> None:
     # Two real ES prints can share ts, price and size; without a trade id they are kept.
     frame = trades(ts=[0, 0, NS], price=[10.0, 10.0, 10.0], size=[1.0, 1.0, 1.0])
@@ -181,8 +203,14 @@ def test_prices_rules_and_null_before_listing() -> None:
     assert out["A"].null_count() == 1  # null before listing is not an issue
     assert [i.rule for i in report.issues] == ["bad_price[B]"]
     repeated = _frame("prices", ts=[0, NS, NS], A=[1.0, 2.0, 3.0])
-    with pytest.raises(DataError, match="unsorted_timestamp.*strictly"):
+    with pytest.raises(DataError, match=r"duplicate_timestamp.*row 2"):
         validate(repeated, "prices")
+    assert validate(repeated, "prices", fix="repair")[0]["A"].to_list() == [1.0, 2.0]
+    shuffled = _frame("prices", ts=[NS, 5 * NS, 2 * NS, 3 * NS], A=[1.0, 2.0, 3.0, 4.0])
+    dropped, report = validate(shuffled, "prices", fix="drop")
+    assert dropped["ts"].is_sorted() and report.rows_dropped == 2  # 2 s and 3 s come after 5 s
+    repaired, _ = validate(shuffled, "prices", fix="repair")
+    assert repaired["A"].to_list() == [1.0, 3.0, 4.0, 2.0]
 
 
 def test_bad_arguments() -> None:

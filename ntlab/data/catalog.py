@@ -22,13 +22,17 @@ Conventions
 * Writing is idempotent: rows of a new batch that already exist in their partition (the same
   values in every column, counted with multiplicity) are skipped, so re-ingesting a file adds
   nothing, while identical rows inside one batch (two trades with the same ``ts``, price and
-  size) are all kept.
+  size) are all kept. A ``prices`` table keeps one row per ``ts``: a batch is merged on ``ts``
+  (new dates and asset columns are added, a null never overwrites a value, and a row adds
+  nothing when its values are all stored already); a value that differs from the stored one
+  raises :class:`CatalogError` and nothing is written.
 * Writing is atomic: every touched partition is first written to a hidden temporary file beside
   its ``data.parquet`` (``.data.parquet.<id>.tmp``); only when all of them are written are they
   moved over the originals with ``os.replace``. A failure while writing removes the temporary
   files and leaves the catalog unchanged; a failure among the final renames (rare: they are
   metadata operations) leaves each partition either old or new, and since writing is
-  idempotent, writing the same frame again completes it. Readers only ever open
+  idempotent, writing the same frame again completes it. The files and the folders holding
+  them are fsynced, so a completed write survives a power loss. Readers only ever open
   ``data.parquet``; temporary files left by a killed process are removed by the next write to
   their partition.
 * Scans open only the partitions whose period overlaps ``[start, end)`` (a year partition is
@@ -57,7 +61,7 @@ import numpy as np
 import polars as pl
 
 from ntlab.data._time import utc_ns
-from ntlab.data.schemas import KINDS, TS, conform, schema
+from ntlab.data.schemas import KINDS, TS, check_symbol, conform, schema
 from ntlab.exceptions import CatalogError, ConfigError, DataError, SchemaError
 
 __all__ = ["Catalog", "Granularity", "WriteReport"]
@@ -177,12 +181,14 @@ class Catalog:
         SchemaError
             ``frame`` does not fit the schema of ``kind``, or ``symbol`` is missing/contradicts.
         DataError
-            Null ``ts`` or ``symbol`` values, or a symbol that cannot be a folder name.
+            Null ``ts`` or ``symbol`` values.
         CatalogError
-            A partition could not be read or written (the catalog is then unchanged), or
-            ``partition`` contradicts a symbol's granularity, or a symbol mixes granularities.
+            A partition could not be read or written, or a ``prices`` value differs from the
+            stored one (the catalog is then unchanged); ``partition`` contradicts a symbol's
+            granularity, or a symbol mixes granularities.
         ConfigError
-            ``partition`` is not ``"day"``, ``"month"``, ``"year"`` or ``None``.
+            ``partition`` is not ``"day"``, ``"month"``, ``"year"`` or ``None``, or a symbol
+            cannot be a folder name (see :func:`ntlab.data.schemas.check_symbol`).
 
         Examples
         --------
@@ -237,6 +243,9 @@ class Catalog:
                     f"old or its new rows, and writing the same frame again completes the write"
                 )
                 raise CatalogError(msg) from exc
+        folders = {s.final.parent for s in staged} | {d.parent for s in staged for d in s.created_dirs}
+        for folder in sorted(folders, key=lambda f: -len(f.parts)):  # make the renames durable
+            _fsync(folder, strict=False)
         return WriteReport(
             kind=kind, rows_written=written, rows_skipped=skipped, partitions=len(staged)
         )
@@ -253,9 +262,9 @@ class Catalog:
             if symbol is None:
                 msg = "prices tables are wide; name the table with symbol=, e.g. symbol='sp500'"
                 raise SchemaError(msg)
-            _check_symbol(symbol)
+            check_symbol(symbol)
         elif symbol is not None:
-            _check_symbol(symbol)
+            check_symbol(symbol)
             if "symbol" not in frame.columns:
                 frame = frame.with_columns(symbol=pl.lit(symbol, dtype=pl.String))
             else:
@@ -277,7 +286,7 @@ class Catalog:
                 msg = f"{kind} frame has {null_syms} null symbol(s); fill them or pass symbol="
                 raise DataError(msg)
             for sym in out["symbol"].unique().to_list():
-                _check_symbol(sym)
+                check_symbol(sym)
         return out
 
     def _units(
@@ -333,17 +342,24 @@ class Catalog:
         stage = _Staged(tmp=tmp, final=final, created_dirs=_makedirs(folder))
         try:
             _clean_temp_files(folder)
+            old = None
             if final.exists():
                 try:
                     old = pl.read_parquet(final)
                 except pl.exceptions.PolarsError as exc:
                     raise _damaged(final, exc) from exc
+            if kind == _WIDE_KIND:
+                merged, added = _merge_prices(old, new, folder)
+                if old is not None and added == 0 and merged.height == old.height:
+                    return 0, None
+            elif old is not None:
                 fresh = _new_rows(old, new)
                 if fresh.height == 0:
                     return 0, None
                 merged = conform(pl.concat([old, fresh], how="diagonal"), kind)
+                added = fresh.height
             else:
-                fresh = merged = new
+                merged, added = new, new.height
             if not merged["ts"].is_sorted():
                 merged = merged.sort("ts", maintain_order=True)
             merged.write_parquet(stage.tmp, statistics=True)
@@ -351,7 +367,7 @@ class Catalog:
         except BaseException:
             _discard([stage])
             raise
-        return fresh.height, stage
+        return added, stage
 
     # ------------------------------------------------------------------ reading
     def scan(
@@ -684,6 +700,54 @@ def _new_rows(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
     return new.filter(keep)
 
 
+def _merge_prices(
+    old: pl.DataFrame | None, new: pl.DataFrame, folder: Path
+) -> tuple[pl.DataFrame, int]:
+    """Merge wide ``prices`` rows on ``ts``: a full outer join that coalesces each column.
+
+    Returns one row per ``ts`` and how many ``ts`` are new or gained a value. Two different
+    non-null values for one ``ts`` and column raise :class:`CatalogError`. Only the rows whose
+    ``ts`` occurs more than once are grouped, so appending later dates costs no comparison.
+    """
+    stored = new.clear().select("ts") if old is None else old
+    both = pl.concat([stored, new], how="diagonal")
+    names = both.columns[1:]
+    cols = [f"v{i}" for i in range(len(names))]
+    both = both.rename(dict(zip(names, cols, strict=True))).with_columns(
+        o=pl.int_range(pl.len()) < stored.height  # the row comes from the stored file
+    )
+    dup = both["ts"].is_duplicated()
+    if not dup.any():
+        return both.drop("o").sort("ts").rename(dict(zip(cols, names, strict=True))), new.height
+    multi = both.filter(dup)
+    groups = multi.group_by("ts", maintain_order=True).agg(
+        pl.col("o").any(),
+        *(pl.col(c).drop_nulls().n_unique().alias(f"n{c}") for c in cols),
+        *(pl.col(c).filter("o").drop_nulls().len().alias(f"s{c}") for c in cols),
+        *(pl.col(c).drop_nulls().first() for c in cols),
+    )
+    clashes = np.argwhere(groups.select(f"n{c}" for c in cols).to_numpy() > 1)
+    if clashes.size:
+        row, col = clashes[0]
+        ts = groups["ts"][int(row)]
+        values = multi.filter(pl.col("ts") == ts)[cols[col]].drop_nulls()
+        a, b = values.unique(maintain_order=True).head(2).to_list()
+        held = multi.filter(pl.col("ts") == ts, "o")[cols[col]].drop_nulls().len()
+        both_ = f"the catalog holds {a!r}, the batch {b!r}" if held else f"the batch holds {a!r} and {b!r}"
+        msg = (
+            f"prices conflict in {str(folder)!r} at ts={ts.isoformat()}, column {names[col]!r}: "
+            f"{both_}; nothing was written. A prices table keeps one value per date and asset: "
+            f"fix the batch, or to replace stored values delete that folder and write it again"
+        )
+        raise CatalogError(msg)
+    gained = pl.any_horizontal(pl.lit(False), *((pl.col(f"s{c}") == 0) & pl.col(c).is_not_null() for c in cols))
+    changed = groups.select((~pl.col("o") | gained).sum()).item()
+    single = both.filter(~dup)
+    merged = pl.concat([single.drop("o"), groups.select("ts", *cols)]).sort("ts")
+    added = single.select((~pl.col("o")).sum()).item() + changed
+    return merged.rename(dict(zip(cols, names, strict=True))), added
+
+
 def _row_hash(frame: pl.DataFrame) -> pl.Series:
     return frame.hash_rows()
 
@@ -710,24 +774,12 @@ def _align(frame: pl.DataFrame, dtypes: dict[str, pl.DataType]) -> pl.DataFrame:
     return frame.select(list(dtypes))
 
 
-def _check_symbol(symbol: object) -> None:
-    if not isinstance(symbol, str):
-        msg = f"symbol must be a string, got {symbol!r} ({type(symbol).__name__})"
-        raise DataError(msg)
-    if not symbol or symbol != symbol.strip() or symbol[0] == "." or set(symbol) & set("/\\\0"):
-        msg = (
-            f"symbol {symbol!r} cannot be a catalog folder name (empty, surrounding spaces, a "
-            f"leading '.', or '/', '\\\\'); rename it, e.g. 'EUR/USD' -> 'EURUSD'"
-        )
-        raise DataError(msg)
-
-
 def _symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
     if symbols is None:
         return None
     out = [symbols] if isinstance(symbols, str) else list(symbols)
     for sym in out:
-        _check_symbol(sym)
+        check_symbol(sym)
     return out
 
 
@@ -784,12 +836,18 @@ def _clean_temp_files(folder: Path) -> None:
             (folder / name).unlink(missing_ok=True)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
+def _fsync(path: Path, *, strict: bool = True) -> None:
+    """Flush a file (or, with ``strict=False``, a folder: errors such as Windows' refusal to
+    open folders are ignored) to disk."""
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if strict:
+            raise
 
 
 def _discard(staged: list[_Staged]) -> None:

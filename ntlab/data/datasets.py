@@ -16,6 +16,9 @@ Time conventions, decided per source and checked against the data:
   month); ntlab labels bars by their open, so one minute is subtracted.
 * Daily bars and adjusted-close tables are stamped at 00:00 UTC of the trading date.
 * Binance recordings: ``ts`` is the local receive time in ns, ``ts_event`` the venue's time.
+  Symbols are the venue's, except that the USD-M perpetuals get ``-PERP`` (``BTCUSDT-PERP``)
+  so that they never mix with the spot pair of the same name in a catalog (COIN-M symbols,
+  ``BTCUSD_PERP``, are distinct already). REST snapshots are kind ``snapshot``.
 
 Real quirks are kept visible: the S&P 500 daily file has 11 rows with missing prices (dropped;
 they hold the 27 null cells) and one row whose high is below its open (repaired), and the
@@ -88,10 +91,13 @@ def _mtgox(paths: list[Path]) -> pl.DataFrame:
     )
 
 
-def _binance(paths: list[Path], *, stream: str) -> pl.DataFrame:
+def _binance(paths: list[Path], *, stream: str, market: str) -> pl.DataFrame:
     from ntlab.data.loaders.binance import read_binance
 
-    return read_binance(paths, stream=stream)  # type: ignore[arg-type]
+    frame = read_binance(paths, stream=stream)  # type: ignore[arg-type]
+    if market == "usdm":  # the USD-M perpetual shares its venue symbol with the spot pair
+        frame = frame.with_columns(pl.col("symbol") + "-PERP")
+    return frame
 
 
 def _registry() -> dict[str, Dataset]:
@@ -114,7 +120,7 @@ def _registry() -> dict[str, Dataset]:
             name="es_dollar_bars",
             kind="bars",
             files=("es_emini_ticks_2013/es_dollar_bar_sample.csv",),
-            description="1,000 ES dollar bars of ~$70M, Jan 2015, stamped (UTC) by their last trade",
+            description="1,000 ES dollar bars of ~$70M, Jan 2015, stamped (UTC) by their last trade (open time unknown)",
             read=partial(
                 _csv,
                 kind="bars",
@@ -240,7 +246,7 @@ def _registry() -> dict[str, Dataset]:
     }
     folders = {"spot": "spot", "usdm": "usdm", "coinm": "cm"}
     streams = {"trades": "trades", "quotes": "bookTicker (best bid/ask)", "depth": "L2 depth diffs", "snapshot": "REST depth snapshot"}
-    kinds = {"trades": "trades", "quotes": "quotes", "depth": "depth", "snapshot": "depth"}
+    kinds = {"trades": "trades", "quotes": "quotes", "depth": "depth", "snapshot": "snapshot"}
     for market, symbols in binance.items():
         for symbol, days in symbols.items():
             for stream, what in streams.items():
@@ -253,7 +259,7 @@ def _registry() -> dict[str, Dataset]:
                         kind=kinds[stream],
                         files=files,
                         description=f"Binance {market} {symbol.upper()} {what}, 2024-08-08 23:54..00:05 UTC",
-                        read=partial(_binance, stream=stream),
+                        read=partial(_binance, stream=stream, market=market),
                     )
                 )
     return {d.name: d for d in sets}

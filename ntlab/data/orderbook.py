@@ -488,12 +488,24 @@ def rebuild_book(snapshot: pl.DataFrame, depth: pl.DataFrame, *, market: Market)
     offsets = np.r_[starts, uid.size].astype(np.int64)
     first = depth["first_update_id"].to_numpy(writable=True)
     if np.any(first != np.repeat(first[starts], np.diff(offsets))):
+        row = int(np.flatnonzero(first != np.repeat(first[starts], np.diff(offsets)))[0])
         msg = (
-            "rows of one depth message (same update_id) must be consecutive and share "
-            "first_update_id; keep the loader's row order"
+            f"depth row {row} (update_id={int(uid[row])}) has first_update_id={int(first[row])} "
+            f"unlike the other rows of its message; the rows of one message must share it"
         )
         raise BookError(msg)
     last_ids = np.ascontiguousarray(uid[starts])
+    seen, counts = np.unique(last_ids, return_counts=True)
+    for u in seen[counts > 1]:  # a resent message is stale; a split one would lose levels
+        runs = [depth.slice(a, b - a).drop("ts") for a, b in zip(offsets[:-1], offsets[1:], strict=True) if uid[a] == u]
+        if not all(run.equals(runs[0]) for run in runs[1:]):
+            rows = starts[last_ids == u].tolist()
+            msg = (
+                f"depth message update_id={int(u)} appears in separate runs of rows starting at "
+                f"rows {rows} that differ; the rows of one message must be consecutive (keep "
+                f"the loader's row order)"
+            )
+            raise BookError(msg)
     first_ids = np.ascontiguousarray(first[starts])
     prev_ids = (
         np.ascontiguousarray(depth["prev_update_id"].to_numpy()[starts])

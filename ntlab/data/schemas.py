@@ -175,3 +175,39 @@ def conform(frame: pl.DataFrame, kind: str) -> pl.DataFrame:
         msg = f"{kind} frame cannot be cast to its schema {target}: {exc}"
         raise SchemaError(msg) from exc
     return out.select(order)
+
+
+def check_symbol(symbol: object, *, name: str = "symbol") -> str:
+    """Return ``symbol`` if it can name data everywhere in ntlab, else raise ``ConfigError``.
+
+    A symbol is a non-empty string that can be a catalog folder name (``symbol=<symbol>``):
+    no ``/``, ``\\`` or NUL character, not ``.`` or ``..``, and no leading or trailing
+    whitespace. ``"BTCUSDT"``, ``"ES"``, ``"EUR-USD"`` and ``".SPX"`` pass; ``"EUR/USD"`` does
+    not (write ``"EUR-USD"``). ``name`` is the parameter named in the message.
+
+    Examples
+    --------
+    >>> from ntlab.data.schemas import check_symbol
+    >>> check_symbol("EUR-USD")
+    'EUR-USD'
+    >>> check_symbol("EUR/USD")
+    Traceback (most recent call last):
+    ...
+    ntlab.exceptions.ConfigError: symbol='EUR/USD' cannot name a catalog folder (it contains '/'); use 'EUR-USD' instead
+    """
+    from ntlab.exceptions import ConfigError  # noqa: PLC0415 (kept beside the function)
+
+    if not isinstance(symbol, str):
+        msg = f"{name}={symbol!r} must be a string such as 'BTCUSDT', not {type(symbol).__name__}"
+        raise ConfigError(msg)
+    bad = [f"contains {c!r}" for c in ("/", "\\", "\0") if c in symbol]
+    if symbol != symbol.strip():
+        bad.append("has leading or trailing whitespace")
+    if symbol in ("", ".", ".."):
+        bad.append("is empty" if not symbol else "is a relative folder name")
+    if bad:
+        fix = symbol.strip().replace("/", "-").replace("\\", "-").replace("\0", "")
+        hint = f"use {fix!r} instead" if fix not in ("", ".", "..") else "use e.g. 'BTCUSDT'"
+        msg = f"{name}={symbol!r} cannot name a catalog folder (it {', '.join(bad)}); {hint}"
+        raise ConfigError(msg)
+    return symbol

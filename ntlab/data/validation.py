@@ -11,11 +11,12 @@ Rules
 all kinds   ``ts`` not null; ``ts`` non-decreasing within each symbol
 trades      price finite and > 0; size finite and > 0; no duplicate ``trade_id`` per symbol
 quotes      bid/ask finite and > 0; sizes finite and >= 0; bid <= ask (no crossed quote)
-depth       price finite and > 0; size finite and >= 0 (0 removes a level); side is +1 or -1
-            (or 0 with null price and size: the placeholder row of a message without levels)
+depth,      price finite and > 0; size finite and >= 0 (0 removes a level); side is +1 or -1
+snapshot    (or 0 with null price and size: the placeholder row of a message without levels);
+            a message breaking a rule is dropped whole, never in part
 bars        OHLC finite and > 0; volume >= 0; high >= max(open, close), low <= min(open, close),
             high >= low; one bar per (symbol, ts)
-prices      dates strictly increasing; prices > 0 or null (null before listing is normal)
+prices      dates increasing, each once; prices > 0 or null (null before listing is normal)
 
 Example
 -------
@@ -169,7 +170,8 @@ def _keep_first(frame: pl.DataFrame, bad: pl.Expr) -> pl.DataFrame:
 def _duplicated(cols: list[str]) -> Callable[[pl.DataFrame], pl.Expr]:
     def bad(frame: pl.DataFrame) -> pl.Expr:
         keys = [c for c in ["symbol", *cols] if c in frame.columns]
-        return pl.int_range(pl.len()).over(keys) > 0
+        known = pl.all_horizontal(pl.col(c).is_not_null() for c in cols)  # null ids are unknown, not equal
+        return known & (pl.int_range(pl.len()).over(keys) > 0)
 
     return bad
 
@@ -216,7 +218,7 @@ def _rules(kind: str, frame: pl.DataFrame) -> list[_Rule]:
         rules.append(
             _Rule("crossed_quote", "bid_price > ask_price", lambda f: pl.col("bid_price") > pl.col("ask_price"), ("bid_price", "ask_price"))
         )
-    elif kind == "depth":
+    elif kind in ("depth", "snapshot"):
         # A venue message without any level is kept as one placeholder row (side 0, null
         # price and size) so that its update id stays in the sequence the book checks.
         placeholder = (pl.col("side") == 0) & pl.col("price").is_null() & pl.col("size").is_null()
@@ -269,9 +271,19 @@ def _rules(kind: str, frame: pl.DataFrame) -> list[_Rule]:
             rules[0],
             _Rule(
                 "unsorted_timestamp",
-                "ts not strictly increasing",
-                lambda f: (pl.col("ts") <= pl.col("ts").shift(1)).fill_null(False),
+                "ts goes backwards",
+                lambda f: (pl.col("ts") < pl.col("ts").cum_max().shift(1)).fill_null(False),
                 ("ts",),
+                repair=_sort,
+                repair_note="sorted by ts (stable)",
+            ),
+            _Rule(
+                "duplicate_timestamp",
+                "a second row with the same ts",
+                lambda f: (pl.col("ts") == pl.col("ts").shift(1)).fill_null(False),
+                ("ts",),
+                repair=_keep_first,
+                repair_note="dropped (first kept)",
             ),
         ]
         for c in frame.columns:
@@ -334,6 +346,10 @@ def validate(
     issues: list[ValidationIssue] = []
     for rule in _rules(kind, work):
         mask = rule.bad(work)
+        if kind in ("depth", "snapshot"):
+            # a message is applied whole or not at all: dropping one bad level of it would
+            # leave a book that looks valid but is not (the gap shows in the replay instead)
+            mask = mask.fill_null(True).any().over("symbol", "update_id")
         count, examples = _describe(work, rule, mask)
         if count == 0:
             continue

@@ -135,6 +135,10 @@ def run_bench(
         msg = f"no benchmark named {name!r}; bench_notebooks/ has {known}"
         raise ConfigError(msg)
     json_out = Path(json_out).resolve()
+    json_out.unlink(missing_ok=True)  # never read back an earlier run's results
     params = {**(parameters or {}), "json_out": str(json_out)}
     run_notebook(notebook, out_dir=out_dir or json_out.parent, parameters=params, report=False)
+    if not json_out.is_file():
+        msg = f"{notebook.name} ran but wrote no results to {json_out}; end it with write_results(..., json_out)"
+        raise ConfigError(msg)
     return json.loads(json_out.read_text())

@@ -44,9 +44,10 @@ class NotebookParameter:
         allowed = tuple(t for name in self.types for t in _TYPES[name])
         bool_for_number = isinstance(value, bool) and "bool" not in self.types
         if not isinstance(value, allowed) or bool_for_number:
+            hint = f"; to pass the text {value!r}, quote it: -p {self.name} \"'{value}'\"" if "str" in self.types else ""
             msg = (
                 f"parameter {self.name!r} must be {' | '.join(self.types)} "
-                f"(default {self.default}); got {value!r} of type {type(value).__name__}"
+                f"(default {self.default}); got {value!r} of type {type(value).__name__}{hint}"
             )
             raise ConfigError(msg)
 
@@ -111,7 +112,8 @@ def notebook_parameters(path: str | Path) -> dict[str, NotebookParameter]:
             msg = f"{path.name}: the parameters cell may only hold `name: type = literal  # help` lines; got {ast.unparse(node)!r}"
             raise ConfigError(msg)
         line = lines[node.lineno - 1]
-        help_text = line.split("#", 1)[1].strip() if "#" in line[node.end_col_offset :] else ""
+        tail = line[node.end_col_offset :]  # after the value: a '#' inside a string default is not a comment
+        help_text = tail.split("#", 1)[1].strip() if "#" in tail else ""
         default = ast.unparse(value)
         declared[name] = NotebookParameter(
             name=name, types=_declared_types(annotation, default, name), default=default, help=help_text

@@ -27,13 +27,37 @@ from typing import Any, Literal, overload
 
 import polars as pl
 
+from ntlab.data._time import UNIT_NS
 from ntlab.data.validation import Fix, ValidationReport, validate
 from ntlab.exceptions import DataError, DataQualityWarning, SchemaError
 
 __all__ = ["read_csv", "read_parquet", "to_kind"]
 
 TsUnit = Literal["s", "ms", "us", "ns"]
-_UNIT_NS = {"s": 1_000_000_000, "ms": 1_000_000, "us": 1_000, "ns": 1}
+_TS_UNITS = ("s", "ms", "us", "ns")
+
+
+def _epoch_ns(col: pl.Series, unit: str) -> pl.Series:
+    """Epoch numbers in ``unit`` as int64 ns (fractions rounded to the ns), refusing overflow."""
+    scale = UNIT_NS[unit]
+    limit = (2**63 - 1) // scale
+    finite = col.drop_nulls()
+    if col.dtype.is_float():
+        finite = finite.filter(finite.is_finite())
+    too_big = finite.filter(finite.abs() > limit)
+    if too_big.len():
+        finer = [u for u in _TS_UNITS if UNIT_NS[u] < scale]
+        hint = f"; are they in {finer[0]}?" if finer else ""
+        msg = f"epoch timestamps like {too_big.head(3).to_list()} overflow int64 nanoseconds with ts_unit={unit!r}{hint}"
+        raise DataError(msg)
+    if col.dtype.is_float():
+        if (~col.is_finite()).any():
+            msg = f"epoch timestamps hold non-finite values like {col.filter(~col.is_finite()).head(3).to_list()}"
+            raise DataError(msg)
+        # whole units and the fraction apart: a float carries ~16 digits, not 19 of ns
+        whole = col.floor()
+        return whole.cast(pl.Int64) * scale + ((col - whole) * scale).round().cast(pl.Int64)
+    return col.cast(pl.Int64) * scale
 
 
 def _timestamps(
@@ -46,18 +70,21 @@ def _timestamps(
 ) -> pl.DataFrame:
     col = frame["ts"]
     if ts_unit is not None:
-        if ts_unit not in _UNIT_NS:
-            msg = f"ts_unit={ts_unit!r} is not allowed; use one of {list(_UNIT_NS)}"
+        if ts_unit not in _TS_UNITS:
+            msg = f"ts_unit={ts_unit!r} is not allowed; use one of {list(_TS_UNITS)}"
             raise SchemaError(msg)
         if not col.dtype.is_numeric():
             msg = f"ts_unit={ts_unit!r} needs a numeric timestamp column, got {col.dtype}"
             raise SchemaError(msg)
-        expr = (pl.col("ts").cast(pl.Int64) * _UNIT_NS[ts_unit]).cast(pl.Datetime("ns", "UTC"))
+        frame = frame.with_columns(_epoch_ns(col, ts_unit).alias("ts"))
+        expr = pl.col("ts").cast(pl.Datetime("ns", "UTC"))
     elif col.dtype == pl.String:
         try:
             parsed = col.str.to_datetime(ts_format, time_unit="ns", strict=True)
         except pl.exceptions.PolarsError as exc:
-            bad = col.head(1).to_list()
+            loose = col.str.to_datetime(ts_format, time_unit="ns", strict=False) if ts_format else None
+            bad = col.filter(loose.is_null() & col.is_not_null()).head(3).to_list() if loose is not None else []
+            bad = bad or col.head(1).to_list()
             msg = f"cannot parse timestamps like {bad} with ts_format={ts_format!r}: {exc}"
             raise DataError(msg) from exc
         frame = frame.with_columns(parsed.alias("ts"))
@@ -76,7 +103,11 @@ def _timestamps(
                 pl.col("ts").dt.replace_time_zone(tz, ambiguous="raise", non_existent="raise")
             )
         except pl.exceptions.PolarsError as exc:
-            msg = f"timestamps cannot be placed in time zone {tz!r}: {exc}"
+            msg = (
+                f"timestamps cannot be placed in time zone {tz!r} (a clock time that does not "
+                f"exist or repeats at a daylight-saving change): {exc}; if the stamps are UTC "
+                f"pass tz='UTC'"
+            )
             raise DataError(msg) from exc
     frame = frame.with_columns(pl.col("ts").dt.convert_time_zone("UTC"))
     if ts_offset is not None:
