@@ -1,0 +1,17 @@
+"""Numba kernels: arrays in, arrays out (``*_nb``), and their CuPy twins (``*_cp``).
+
+Conventions shared by every indicator kernel
+--------------------------------------------
+Every indicator comes in these forms, all in the same module, that give the same numbers (to 1e-9 relative; bit-identical between the Numba forms where possible):
+- `NAME_nb(x: float64[T], <params>) -> float64[T]`: batch 1-D, `@njit(cache=True, nogil=True)`, preallocated output, no Python objects, no exceptions in the loop (validate parameters in the Python API layer, not in kernels).
+- `NAME_2d_nb(x: float64[T, N], <params>) -> float64[T, N]`: batch 2-D (time × columns, many symbols), `@njit(cache=True, nogil=True, parallel=True)` with `prange` over columns, each column computed exactly as the 1-D kernel (call a shared inner function on the column, so 1-D and 2-D are bit-identical).
+- `NAME_grid_nb(x: float64[T], <param arrays>) -> float64[T, P]`: one call for a whole grid of parameter values (e.g. windows int64[P]), prange over parameter values.
+- Streaming: the state lives in a small float64 array made by `NAME_state_nb(<params>) -> float64[K]` (ring buffers inside it where a window is needed), updated by `NAME_update_nb(state, x) -> float64` (returns the value for this event, NaN during warm-up), callable from other njit code (the live engine calls it inside Numba). Feeding a series event by event must give exactly the batch result: the best way is to make the batch kernel loop over the same scalar update logic.
+- Multi-input indicators (high/low/close for ATR, price/volume for VWAP and OBV, x/y for correlation and beta) take several arrays / several 2-D arrays of the same shape, and `NAME_update_nb(state, x1, x2, ...)`.
+- Warm-up: output NaN until the window/period is complete (min_periods = window, like pandas `rolling(window)` default). Recursive kernels (EMA-family, Wilder RSI/ATR) state their seeding rule in the docstring (EMA: pandas `ewm(span=n, adjust=False)` recursion started at the first value, output NaN for the first n-1 events; Wilder smoothing: alpha=1/n, seeded with the simple mean of the first n values, as Wilder defined it).
+- NaN inputs: state the rule in the docstring and apply it identically in every form. Rolling-window kernels: a window that contains a NaN gives NaN (pandas semantics with min_periods=window), and the NaN leaves the window after `window` events. Recursive kernels: a NaN input gives NaN output for that event and leaves the state unchanged (the NaN is skipped).
+- Numerical stability: rolling sums/variances must not drift on long series (10 M rows): use compensated (Kahan/Neumaier) running sums or Welford-style add/remove, or periodic exact recomputation; test on a 1 M-row random walk with level ~1e4 against the reference to 1e-9 relative.
+- Every kernel has a plain reference in the TESTS (pandas rolling/ewm, NumPy loops) written independently of the kernel; tests compare batch 1-D = batch 2-D = grid column = streaming = reference with hypothesis (`@settings(deadline=None, max_examples=~40, derandomize=True)`), including NaNs in the input and short series (shorter than the window), and they must also pass with `NUMBA_DISABLE_JIT=1` (prange then is range; keep the no-JIT run of your test file under ~60 s).
+- Kernels import nothing of ntlab (only numpy/numba/math). Names end in `_nb`. Docstrings (NumPy style) state formula, warm-up, NaN rule, and the reference.
+- No CuPy here: another engineer writes CuPy twins of the 2-D kernels later, with the same signatures and semantics.
+"""
