@@ -356,7 +356,7 @@ def test_bad_arguments_raise_config_error() -> None:
             bars(trades, **kwargs)  # type: ignore[arg-type]
         with pytest.raises(ConfigError, match=match):
             StreamingBars(**kwargs, symbol="X")  # type: ignore[arg-type]
-    with pytest.raises(ConfigError, match=r"symbol='' must be a non-empty string"):
+    with pytest.raises(ConfigError, match=r"symbol='' cannot name a catalog folder \(it is empty\)"):
         StreamingBars(by="tick", every=3, symbol="")
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import os
+import stat
 from collections import Counter
 from pathlib import Path
 
@@ -18,7 +19,8 @@ from hypothesis import strategies as st
 import ntlab.datasets
 from ntlab.data import catalog as catalog_mod
 from ntlab.data.catalog import Catalog, WriteReport
-from ntlab.data.schemas import TS, conform
+from ntlab.data.bars import StreamingBars
+from ntlab.data.schemas import TS, check_symbol, conform
 from ntlab.data.synthetic import correlated_bars, gbm_bars, trade_ticks
 from ntlab.exceptions import CatalogError, ConfigError, DataError, DataQualityWarning, SchemaError
 
@@ -133,11 +135,56 @@ def test_prices_gain_an_asset_in_a_later_batch(cat: Catalog) -> None:
     cat.write(pl.DataFrame({"ts": day[1:], "B": [5.0]}), kind="prices", symbol="t")
     back = cat.scan("prices").collect()
     assert back.columns == ["ts", "A", "B"]
-    assert back.rows() == [
+    assert back.rows() == [  # one row per date: the new column is merged on ts
         (dt.datetime(2024, 1, 2, tzinfo=UTC), 1.0, None),
-        (dt.datetime(2024, 1, 3, tzinfo=UTC), 2.0, None),
-        (dt.datetime(2024, 1, 3, tzinfo=UTC), None, 5.0),
+        (dt.datetime(2024, 1, 3, tzinfo=UTC), 2.0, 5.0),
     ]
+
+
+def test_prices_merge_on_ts_and_reingest_adds_nothing(cat: Catalog) -> None:
+    day = _ts("2024-01-02", "2024-01-03", "2024-01-04")
+    first = pl.DataFrame({"ts": day[:2], "A": [1.0, float("nan")], "B": [None, 3.0]})
+    assert cat.write(first, kind="prices", symbol="t").rows_written == 2
+    before = _snapshot(cat.root)
+    assert cat.write(first, kind="prices", symbol="t") == WriteReport(
+        kind="prices", rows_written=0, rows_skipped=2, partitions=0
+    )
+    subset = pl.DataFrame({"ts": day[1:2], "B": [3.0]})  # a null never overwrites a value
+    assert cat.write(subset, kind="prices", symbol="t").rows_skipped == 1
+    assert _snapshot(cat.root) == before  # nothing rewritten
+    # fills a stored null, repeats a value, adds a date; a repeated row in the batch is one row
+    batch = pl.DataFrame({"ts": day[[0, 1, 2, 2]], "A": [1.0, None, 4.0, 4.0], "B": [2.0, 3.0, None, 5.0]})
+    report = cat.write(batch, kind="prices", symbol="t")
+    assert (report.rows_written, report.rows_skipped, report.partitions) == (2, 2, 1)
+    back = cat.scan("prices").collect()
+    assert back.with_columns(pl.col("A").fill_nan(-1.0)).rows() == [
+        (day[0], 1.0, 2.0), (day[1], -1.0, 3.0), (day[2], 4.0, 5.0)  # NaN is a value too
+    ]
+    assert cat.write(back, kind="prices", symbol="t").rows_written == 0
+
+
+@pytest.mark.parametrize(
+    ("second", "match"),
+    [
+        ({"ts": ["2024-01-02", "2024-01-03"], "B": [5.0, 6.0]},
+         r"prices conflict at ts=2024-01-03T00:00:00\+00:00, column 'B': the catalog holds 5\.0, "
+         r"the batch 6\.0; nothing was written"),
+        ({"ts": ["2024-01-03"], "A": [float("nan")]}, r"column 'A': the catalog holds 2\.0, the batch nan"),
+        ({"ts": ["2025-03-01", "2025-03-01"], "A": [1.0, 1.5]},
+         r"ts=2025-03-01T00:00:00\+00:00, column 'A': the batch holds 1\.0 and 1\.5; nothing"),
+    ],
+)
+def test_prices_value_conflicts_raise_and_write_nothing(
+    cat: Catalog, second: dict[str, list], match: str
+) -> None:
+    first = pl.DataFrame({"ts": _ts("2024-01-02", "2024-01-03"), "A": [1.0, 2.0], "B": [None, 5.0]})
+    cat.write(first, kind="prices", symbol="t")
+    before = _snapshot(cat.root)
+    frame = pl.DataFrame(second).with_columns(_ts(*second["ts"]))
+    with pytest.raises(CatalogError, match=match):
+        cat.write(frame, kind="prices", symbol="t")
+    assert _snapshot(cat.root) == before
+    assert cat.scan("prices").collect().equals(first)
 
 
 def test_symbol_keyword_fills_the_column_and_dates_are_utc(cat: Catalog) -> None:
@@ -508,8 +555,10 @@ def test_missing_root_and_file_root(tmp_path: Path) -> None:
         (pl.DataFrame({"ts": [1], "price": [1.0], "size": [1.0]}).cast({"ts": TS}), {},
          SchemaError, "lacks required column"),
         (gbm_bars(2, symbol="A", seed=1), {"symbol": "B"}, SchemaError, r"contradicts.*\['A'\]"),
-        (gbm_bars(2, symbol="EUR/USD", seed=1), {}, DataError, "'EUR/USD' cannot be a catalog folder"),
-        (gbm_bars(2, seed=1), {"symbol": ".hidden"}, DataError, "leading '.'"),
+        (gbm_bars(2, seed=1).with_columns(symbol=pl.lit("EUR/USD")), {}, ConfigError,
+         r"symbol='EUR/USD' cannot name a catalog folder \(it contains '/'\); use 'EUR-USD'"),
+        (gbm_bars(2, seed=1), {"symbol": ".."}, ConfigError, "is a relative folder name"),
+        (gbm_bars(2, seed=1), {"symbol": " ES"}, ConfigError, "leading or trailing whitespace"),
         (gbm_bars(2, seed=1).with_columns(ts=pl.lit(None, TS)), {}, DataError, "2 null ts"),
         (gbm_bars(2, seed=1).with_columns(symbol=pl.lit(None, pl.String)), {}, DataError,
          "2 null symbol"),
@@ -528,7 +577,7 @@ def test_prices_need_a_table_name_and_scan_one_table(cat: Catalog) -> None:
     prices = pl.DataFrame({"ts": _ts("2024-01-02"), "A": [1.0]})
     with pytest.raises(SchemaError, match="name the table with symbol="):
         cat.write(prices, kind="prices")
-    with pytest.raises(DataError, match="symbol must be a string, got 3"):
+    with pytest.raises(ConfigError, match="symbol=3 must be a string"):
         cat.write(prices, kind="prices", symbol=3)  # type: ignore[arg-type]
     cat.write(prices, kind="prices", symbol="t1")
     cat.write(prices, kind="prices", symbol="t2")
@@ -556,8 +605,36 @@ def test_bad_time_bounds_are_config_errors(cat: Catalog, kwargs: dict[str, objec
 
 def test_bad_symbol_filter_is_rejected(cat: Catalog) -> None:
     cat.write(gbm_bars(2, seed=1), kind="bars")
-    with pytest.raises(DataError, match="cannot be a catalog folder"):
+    with pytest.raises(ConfigError, match="cannot name a catalog folder"):
         cat.scan("bars", symbols="../x")
+
+
+@pytest.mark.parametrize("symbol", ["EUR/USD", "EUR\\USD", "", ".", "..", " ES", "ES\n", "A\0B", 3])
+def test_one_symbol_check_for_the_generators_the_stream_and_the_catalog(
+    cat: Catalog, symbol: object
+) -> None:
+    with pytest.raises(ConfigError) as expected:
+        check_symbol(symbol)
+    message = str(expected.value)
+    assert repr(symbol) in message
+    frame = pl.DataFrame({"ts": _ts("2024-01-02"), "price": [1.0], "size": [1.0]})
+    calls = [
+        lambda: gbm_bars(2, symbol=symbol, seed=1),  # type: ignore[arg-type]
+        lambda: StreamingBars(by="tick", every=2, symbol=symbol),  # type: ignore[arg-type]
+        lambda: cat.write(frame, kind="trades", symbol=symbol),  # type: ignore[arg-type]
+        lambda: cat.write(frame.with_columns(A=1.0).drop("price", "size"), kind="prices", symbol=symbol),
+        lambda: cat.scan("trades", symbols=[symbol]),  # type: ignore[list-item]
+    ]
+    cat.root.mkdir()
+    for call in calls:
+        with pytest.raises(ConfigError) as got:
+            call()
+        assert str(got.value) == message
+    if symbol == "EUR/USD":
+        assert message.endswith("use 'EUR-USD' instead")
+        cat.write(frame, kind="trades", symbol="EUR-USD")
+        assert StreamingBars(by="tick", every=2, symbol="EUR-USD").symbol == "EUR-USD"
+    assert check_symbol(".SPX") == ".SPX"  # a leading dot is a valid folder name
 
 
 def test_interleaved_symbols_are_split_by_partition_by(cat: Catalog) -> None:
@@ -597,6 +674,44 @@ def test_a_failed_rename_is_reported_and_a_second_write_completes(
     report = cat.write(bars, kind="bars")
     assert (report.rows_written, report.rows_skipped) == (2 * 1440, 1440)
     assert cat.scan("bars").collect().equals(bars)
+
+
+def test_renames_are_made_durable_by_fsyncing_their_folders(
+    cat: Catalog, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_open, real_fsync = os.open, os.fsync
+    opened: dict[int, str] = {}
+    synced: list[str] = []
+
+    def open_(path: Path, flags: int) -> int:
+        fd = real_open(path, flags)
+        opened[fd] = str(path)
+        return fd
+
+    def fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode):
+            synced.append(opened[fd])
+            raise OSError("this platform refuses to fsync folders")  # ignored by the catalog
+        real_fsync(fd)
+
+    monkeypatch.setattr(catalog_mod.os, "open", open_)
+    monkeypatch.setattr(catalog_mod.os, "fsync", fsync)
+    cat.write(gbm_bars(2 * 1440, seed=1), kind="bars")
+    monkeypatch.undo()
+    assert cat.scan("bars").collect().height == 2 * 1440
+    sym = cat.root / "kind=bars" / "symbol=SYN"
+    new_dirs = [sym / "date=2024-01-01", sym / "date=2024-01-02", sym, sym.parent, cat.root]
+    assert synced == [str(p) for p in [*new_dirs, cat.root.parent]]  # deepest first
+
+
+def test_prices_written_with_two_rows_per_ts_are_merged_on_the_next_write(cat: Catalog) -> None:
+    day = _ts("2024-01-03", "2024-01-03")
+    cat.write(pl.DataFrame({"ts": day[:1], "A": [2.0]}), kind="prices", symbol="t")
+    path = next(cat.root.rglob("data.parquet"))
+    pl.DataFrame({"ts": day, "A": [2.0, None], "B": [None, 5.0]}).write_parquet(path)  # older layout
+    report = cat.write(pl.DataFrame({"ts": day[:1], "B": [5.0]}), kind="prices", symbol="t")
+    assert (report.rows_written, report.partitions) == (0, 1)
+    assert cat.scan("prices").collect().rows() == [(day[0], 2.0, 5.0)]
 
 
 # ------------------------------------------------------------------- granularity

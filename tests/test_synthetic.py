@@ -286,9 +286,11 @@ def test_tick_volatility_matches_sigma_over_long_horizons() -> None:
         (lambda: trade_ticks(5, spread_ticks=0, seed=1), "spread_ticks must be an integer >= 1"),
         (lambda: trade_ticks(5, price0=-3.0, seed=1), "price0 must be finite and > 0"),
         (lambda: trade_ticks(-5, seed=1), "n must be a positive integer"),
-        (lambda: trade_ticks(5, symbol="", seed=1), "symbol must be a non-empty string"),
-        (lambda: gbm_bars(5, symbol=7, seed=1), "symbol must be a non-empty string, got 7"),
-        (lambda: correlated_bars(5, symbols=["A", None], seed=1), "got None"),
+        (lambda: trade_ticks(5, symbol="", seed=1), r"symbol='' cannot name a catalog folder"),
+        (lambda: gbm_bars(5, symbol=7, seed=1), "symbol=7 must be a string such as 'BTCUSDT'"),
+        (lambda: jump_diffusion_bars(5, symbol="a/b", seed=1), r"use 'a-b' instead"),
+        (lambda: correlated_bars(5, symbols=["A", None], seed=1), r"symbols\[1\]=None must be"),
+        (lambda: correlated_bars(5, symbols=["A", ".."], seed=1), r"symbols\[1\]='\.\.' cannot"),
     ],
 )
 def test_bad_parameters_raise_config_errors(call: Callable[[], object], match: str) -> None:

@@ -51,7 +51,7 @@ import numpy as np
 import polars as pl
 
 from ntlab.data._time import duration_ns
-from ntlab.data.schemas import TS, conform
+from ntlab.data.schemas import TS, check_symbol, conform
 from ntlab.exceptions import ConfigError, DataError, SchemaError
 from ntlab.kernels import bars as kb
 
@@ -332,8 +332,8 @@ class StreamingBars:
     Raises
     ------
     ConfigError
-        For an unknown ``by``, an ``every`` that does not fit it, or a symbol that is not a
-        non-empty string.
+        For an unknown ``by``, an ``every`` that does not fit it, or a symbol that cannot be
+        a catalog folder name (see :func:`ntlab.data.schemas.check_symbol`).
 
     Examples
     --------
@@ -357,10 +357,7 @@ class StreamingBars:
     ) -> None:
         self._by = _check_by(by)
         self._every = _check_every(self._by, every)
-        if not isinstance(symbol, str) or not symbol:
-            msg = f"symbol={symbol!r} must be a non-empty string such as 'BTCUSDT'"
-            raise ConfigError(msg)
-        self._symbol = symbol
+        self._symbol = check_symbol(symbol)
         self._state = kb.new_bar_state_nb(_KIND_CODES[self._by], self._every)
         self._out = np.zeros(kb.OUT_SIZE, dtype=np.float64)
         self._out_i = self._out.view(np.int64)

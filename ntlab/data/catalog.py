@@ -243,8 +243,8 @@ class Catalog:
                     f"old or its new rows, and writing the same frame again completes the write"
                 )
                 raise CatalogError(msg) from exc
-        folders = {s.final.parent for s in staged} | {d.parent for s in staged for d in s.created_dirs}
-        for folder in sorted(folders, key=lambda f: -len(f.parts)):  # make the renames durable
+        dirs = {s.final.parent for s in staged} | {d.parent for s in staged for d in s.created_dirs}
+        for folder in sorted(dirs, key=lambda f: (-len(f.parts), f)):  # make renames durable
             _fsync(folder, strict=False)
         return WriteReport(
             kind=kind, rows_written=written, rows_skipped=skipped, partitions=len(staged)
@@ -350,7 +350,7 @@ class Catalog:
                     raise _damaged(final, exc) from exc
             if kind == _WIDE_KIND:
                 merged, added = _merge_prices(old, new, folder)
-                if old is not None and added == 0 and merged.height == old.height:
+                if old is not None and not added and merged.height == old.height:
                     return 0, None
             elif old is not None:
                 fresh = _new_rows(old, new)
@@ -405,8 +405,8 @@ class Catalog:
             or ``end`` that is not a time, or ``start > end``.
         """
         sch = schema(kind)
-        lo = _utc_ns(start, name="start")
-        hi = _utc_ns(end, name="end")
+        lo = None if start is None else utc_ns(start, name="start")
+        hi = None if end is None else utc_ns(end, name="end")
         if lo is not None and hi is not None and lo > hi:
             msg = f"start {start!r} is after end {end!r}; scan reads [start, end)"
             raise ConfigError(msg)
@@ -487,7 +487,7 @@ class Catalog:
         rows: list[tuple[str, str, str, date, date, int, int, int]] = []
         for kind, sym, unit, parts in self._groups():
             n_rows = n_bytes = 0
-            lo, hi = [], []
+            bounds = []
             for part in parts:
                 try:
                     meta = pq.read_metadata(part.path)
@@ -496,25 +496,12 @@ class Catalog:
                     raise CatalogError(msg) from exc
                 n_rows += meta.num_rows
                 n_bytes += part.path.stat().st_size
-                first, last = _ts_bounds(meta, part)
-                lo.append(first)
-                hi.append(last)
-            days = _ns_date(min(lo)), _ns_date(max(hi))
+                bounds.append(_ts_bounds(meta, part))
+            days = _ns_date(min(b[0] for b in bounds)), _ns_date(max(b[1] for b in bounds))
             rows.append((kind, sym, unit, *days, len(parts), n_rows, n_bytes))
-        return pl.DataFrame(
-            rows,
-            schema={
-                "kind": pl.String,
-                "symbol": pl.String,
-                "granularity": pl.String,
-                "first_date": pl.Date,
-                "last_date": pl.Date,
-                "partitions": pl.Int64,
-                "rows": pl.Int64,
-                "bytes": pl.Int64,
-            },
-            orient="row",
-        )
+        names = "kind symbol granularity first_date last_date partitions rows bytes".split()
+        dtypes = [pl.String] * 3 + [pl.Date] * 2 + [pl.Int64] * 3
+        return pl.DataFrame(rows, schema=list(zip(names, dtypes, strict=True)), orient="row")
 
     def _groups(self) -> list[tuple[str, str, str, list[_Partition]]]:
         """(kind, symbol, granularity, partitions) for every kind and symbol holding data."""
@@ -703,49 +690,39 @@ def _new_rows(old: pl.DataFrame, new: pl.DataFrame) -> pl.DataFrame:
 def _merge_prices(
     old: pl.DataFrame | None, new: pl.DataFrame, folder: Path
 ) -> tuple[pl.DataFrame, int]:
-    """Merge wide ``prices`` rows on ``ts``: a full outer join that coalesces each column.
-
-    Returns one row per ``ts`` and how many ``ts`` are new or gained a value. Two different
-    non-null values for one ``ts`` and column raise :class:`CatalogError`. Only the rows whose
-    ``ts`` occurs more than once are grouped, so appending later dates costs no comparison.
-    """
+    """Merge wide rows on ``ts`` (a full outer join coalescing each column), and count the ``ts``
+    that are new or gained a value; two different non-null values for a ``ts`` and column
+    raise. Only rows whose ``ts`` occurs twice are grouped: appending dates compares nothing."""
     stored = new.clear().select("ts") if old is None else old
-    both = pl.concat([stored, new], how="diagonal")
-    names = both.columns[1:]
-    cols = [f"v{i}" for i in range(len(names))]
-    both = both.rename(dict(zip(names, cols, strict=True))).with_columns(
-        o=pl.int_range(pl.len()) < stored.height  # the row comes from the stored file
-    )
+    both = pl.concat([stored, new], how="diagonal_relaxed")
+    names, cols = both.columns[1:], [f"v{i}" for i in range(both.width - 1)]
+    both = both.rename(dict(zip(names, cols, strict=True)))
+    both = both.with_columns(o=pl.int_range(pl.len()) < stored.height)  # o: a stored row
     dup = both["ts"].is_duplicated()
-    if not dup.any():
-        return both.drop("o").sort("ts").rename(dict(zip(cols, names, strict=True))), new.height
-    multi = both.filter(dup)
-    groups = multi.group_by("ts", maintain_order=True).agg(
+    groups = both.filter(dup).group_by("ts", maintain_order=True)
+    multi = groups.agg(
         pl.col("o").any(),
         *(pl.col(c).drop_nulls().n_unique().alias(f"n{c}") for c in cols),
-        *(pl.col(c).filter("o").drop_nulls().len().alias(f"s{c}") for c in cols),
+        *(pl.col(c).filter("o").is_null().all().alias(f"s{c}") for c in cols),  # none stored
         *(pl.col(c).drop_nulls().first() for c in cols),
     )
-    clashes = np.argwhere(groups.select(f"n{c}" for c in cols).to_numpy() > 1)
-    if clashes.size:
-        row, col = clashes[0]
-        ts = groups["ts"][int(row)]
-        values = multi.filter(pl.col("ts") == ts)[cols[col]].drop_nulls()
-        a, b = values.unique(maintain_order=True).head(2).to_list()
-        held = multi.filter(pl.col("ts") == ts, "o")[cols[col]].drop_nulls().len()
-        both_ = f"the catalog holds {a!r}, the batch {b!r}" if held else f"the batch holds {a!r} and {b!r}"
+    for row, col in np.argwhere(multi.select(f"n{c}" for c in cols).to_numpy() > 1)[:1]:
+        ts = multi["ts"][int(row)]
+        rows = both.filter(pl.col("ts") == ts)
+        a, b = rows[cols[col]].drop_nulls().unique(maintain_order=True).head(2).to_list()
+        fmt = "the catalog holds {!r}, the batch {!r}", "the batch holds {!r} and {!r}"
+        held = fmt[not rows.filter("o")[cols[col]].count()].format(a, b)
         msg = (
-            f"prices conflict in {str(folder)!r} at ts={ts.isoformat()}, column {names[col]!r}: "
-            f"{both_}; nothing was written. A prices table keeps one value per date and asset: "
-            f"fix the batch, or to replace stored values delete that folder and write it again"
+            f"prices conflict at ts={ts.isoformat()}, column {names[col]!r}: {held}; nothing "
+            f"was written. A prices table keeps one value per date and asset: fix the batch, "
+            f"or to replace stored values delete {str(folder)!r} and write that period again"
         )
         raise CatalogError(msg)
-    gained = pl.any_horizontal(pl.lit(False), *((pl.col(f"s{c}") == 0) & pl.col(c).is_not_null() for c in cols))
-    changed = groups.select((~pl.col("o") | gained).sum()).item()
+    gained = pl.any_horizontal(False, *(pl.col(f"s{c}") & pl.col(c).is_not_null() for c in cols))
     single = both.filter(~dup)
-    merged = pl.concat([single.drop("o"), groups.select("ts", *cols)]).sort("ts")
-    added = single.select((~pl.col("o")).sum()).item() + changed
-    return merged.rename(dict(zip(cols, names, strict=True))), added
+    added = single["o"].not_().sum() + multi.select((~pl.col("o") | gained).sum()).item()
+    merged = pl.concat([single.drop("o"), multi.select("ts", *cols)]).sort("ts")
+    return conform(merged.rename(dict(zip(cols, names, strict=True))), _WIDE_KIND), added
 
 
 def _row_hash(frame: pl.DataFrame) -> pl.Series:
@@ -781,10 +758,6 @@ def _symbol_list(symbols: str | Sequence[str] | None) -> list[str] | None:
     for sym in out:
         check_symbol(sym)
     return out
-
-
-def _utc_ns(value: datetime | date | str | None, *, name: str) -> int | None:
-    return None if value is None else utc_ns(value, name=name)
 
 
 def _ts_bounds(meta: Any, part: _Partition) -> tuple[int, int]:  # noqa: ANN401
@@ -837,8 +810,7 @@ def _clean_temp_files(folder: Path) -> None:
 
 
 def _fsync(path: Path, *, strict: bool = True) -> None:
-    """Flush a file (or, with ``strict=False``, a folder: errors such as Windows' refusal to
-    open folders are ignored) to disk."""
+    """Flush a file, or a folder with ``strict=False`` (platforms that refuse it are ignored)."""
     try:
         fd = os.open(path, os.O_RDONLY)
         try:

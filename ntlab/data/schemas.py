@@ -34,9 +34,9 @@ from dataclasses import dataclass, field
 
 import polars as pl
 
-from ntlab.exceptions import SchemaError
+from ntlab.exceptions import ConfigError, SchemaError
 
-__all__ = ["KINDS", "TS", "Schema", "conform", "schema"]
+__all__ = ["KINDS", "TS", "Schema", "check_symbol", "conform", "schema"]
 
 TS = pl.Datetime("ns", "UTC")
 
@@ -190,10 +190,10 @@ def check_symbol(symbol: object, *, name: str = "symbol") -> str:
     >>> from ntlab.data.schemas import check_symbol
     >>> check_symbol("EUR-USD")
     'EUR-USD'
-    >>> check_symbol("EUR/USD")
+    >>> check_symbol("EUR/USD")  # doctest: +ELLIPSIS
     Traceback (most recent call last):
     ...
-    ntlab.exceptions.ConfigError: symbol='EUR/USD' cannot name a catalog folder (it contains '/'); use 'EUR-USD' instead
+    ntlab.exceptions.ConfigError: symbol='EUR/USD' cannot name a catalog folder ...'EUR-USD'...
     """
     from ntlab.exceptions import ConfigError  # noqa: PLC0415 (kept beside the function)
 

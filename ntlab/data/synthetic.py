@@ -15,6 +15,8 @@ Conventions
 * ``ts`` is the bar's open time; bars are contiguous from ``start`` (naive values are UTC).
 * ``freq`` is ``"<int><unit>"`` with unit ``ns``, ``us``, ``ms``, ``s``, ``m`` (minute),
   ``h``, ``d`` or ``w`` (as in Polars), or a :class:`datetime.timedelta`.
+* Symbols follow :func:`ntlab.data.schemas.check_symbol` (they can name catalog folders):
+  ``"EUR/USD"`` is rejected, write ``"EUR-USD"``.
 
 Examples
 --------
@@ -39,7 +41,7 @@ import numpy as np
 import polars as pl
 
 from ntlab.data._time import duration_ns, utc_ns
-from ntlab.data.schemas import TS
+from ntlab.data.schemas import TS, check_symbol
 from ntlab.exceptions import ConfigError
 
 __all__ = [
@@ -114,7 +116,7 @@ def gbm_bars(
     True
     """
     n, freq_ns, t0 = _check_common(n, freq=freq, start=start, substeps=substeps, seed=seed)
-    _check_symbol(symbol)
+    check_symbol(symbol)
     _check_params(sigma=sigma, s0=s0)
     dt = freq_ns / _YEAR_NS / substeps
     drift = (mu - 0.5 * sigma**2) * dt
@@ -171,7 +173,7 @@ def jump_diffusion_bars(
     (500, True)
     """
     n, freq_ns, t0 = _check_common(n, freq=freq, start=start, substeps=substeps, seed=seed)
-    _check_symbol(symbol)
+    check_symbol(symbol)
     _check_params(sigma=sigma, s0=s0, jump_intensity=jump_intensity, jump_std=jump_std)
     dt = freq_ns / _YEAR_NS / substeps
     kappa = np.expm1(jump_mean + 0.5 * jump_std**2)
@@ -238,7 +240,7 @@ def regime_switching_bars(
     (1000, (1000,), [0, 1])
     """
     n, freq_ns, t0 = _check_common(n, freq=freq, start=start, substeps=substeps, seed=seed)
-    _check_symbol(symbol)
+    check_symbol(symbol)
     _check_params(s0=s0)
     mu_arr = _vector(mus, "mus")
     sig_arr = _vector(sigmas, "sigmas")
@@ -310,8 +312,8 @@ def correlated_bars(
     """
     n, freq_ns, t0 = _check_common(n, freq=freq, start=start, substeps=substeps, seed=seed)
     names = list(symbols)
-    for name in names:
-        _check_symbol(name)
+    for i, name in enumerate(names):
+        check_symbol(name, name=f"symbols[{i}]")
     m = len(names)
     if m == 0 or len(set(names)) != m:
         msg = f"symbols must be distinct and not empty, got {names}"
@@ -415,7 +417,7 @@ def trade_ticks(
         mean_interarrival=mean_interarrival,
         lot_size=lot_size,
     )
-    _check_symbol(symbol)
+    check_symbol(symbol)
     if not _is_int(spread_ticks) or spread_ticks < 1:
         msg = f"spread_ticks must be an integer >= 1, got {spread_ticks!r}"
         raise ConfigError(msg)
@@ -560,12 +562,6 @@ def _check_common(
 
 def _is_int(value: object) -> bool:
     return isinstance(value, int | np.integer) and not isinstance(value, bool)
-
-
-def _check_symbol(symbol: object) -> None:
-    if not isinstance(symbol, str) or not symbol:
-        msg = f"symbol must be a non-empty string, got {symbol!r}"
-        raise ConfigError(msg)
 
 
 def _check_n(n: int) -> int:
