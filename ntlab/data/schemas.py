@@ -195,7 +195,6 @@ def check_symbol(symbol: object, *, name: str = "symbol") -> str:
     ...
     ntlab.exceptions.ConfigError: symbol='EUR/USD' cannot name a catalog folder ...'EUR-USD'...
     """
-    from ntlab.exceptions import ConfigError  # noqa: PLC0415 (kept beside the function)
 
     if not isinstance(symbol, str):
         msg = f"{name}={symbol!r} must be a string such as 'BTCUSDT', not {type(symbol).__name__}"
