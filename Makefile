@@ -31,6 +31,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(VENV)/bin/ntlab bench data --json out/bench/data.json
+	$(VENV)/bin/ntlab bench kernels --json out/bench/kernels.json
 
 clean:
 	rm -rf $(VENV) out catalog .coverage .jupyter .pytest_cache .hypothesis

@@ -14,7 +14,13 @@ from ntlab.runs.notebook import notebook_parameters, run_notebook
 
 pytestmark = pytest.mark.notebook
 
-RUNNABLE = ["notebooks/01_data.ipynb", "templates/demo.ipynb", "bench_notebooks/data.ipynb"]
+RUNNABLE = [
+    "notebooks/01_data.ipynb",
+    "notebooks/02_features.ipynb",
+    "templates/demo.ipynb",
+    "bench_notebooks/data.ipynb",
+    "bench_notebooks/kernels.ipynb",
+]
 
 
 def _outputs(path: Path) -> str:
@@ -46,6 +52,26 @@ def test_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     assert "rows_written=0" in text  # the second ingest of the same trades adds nothing
     assert "100.0000%" in text  # the rebuilt book matches the venue's bookTicker
     assert _images(result.notebook) >= 1
+
+
+def test_features_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    result = run_notebook(repo / "notebooks/02_features.ipynb", out_dir=tmp_path, cwd=repo)
+    assert "streaming EMA == batch EMA: True" in _outputs(result.notebook)
+    assert _images(result.notebook) == 3
+
+
+def test_kernels_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "kernels.json"
+    small = ["-p", "rows", "20000", "-p", "stream_events", "20000", "-p", "grid_rows", "5000", "-p", "grid_windows", "4", "-p", "repeat", "1"]
+    result = CliRunner().invoke(main, ["bench", "kernels", "--json", str(out), *small])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    for name in ("ema_speedup_vs_polars", "rolling_std_speedup_vs_polars", "ema_speedup_vs_pandas", "stream_10_features_ns"):
+        assert doc["metrics"][name]["value"] > 0
+    assert doc["metrics"]["ema_speedup_vs_polars"]["peer"] == "polars"
+    assert doc["metrics"]["stream_10_features_ns"]["better"] == "lower"
+    assert "grid_gpu_speedup_vs_cpu" not in doc["metrics"] or doc["machine"]["gpu"]
 
 
 def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:

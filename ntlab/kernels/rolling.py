@@ -5,18 +5,22 @@ z-score, min, max, correlation, beta, and realised volatility.
 
 Forms
 -----
-Every indicator ``NAME`` comes in these forms, which give the same numbers bit for bit: each
-batch form loops the streaming update rule over the input (one column or window at a time).
+Every indicator ``NAME`` comes in these forms, which give the same numbers bit for bit:
 
 * ``NAME_nb(x, <params>)``: ``float64[T]`` in, ``float64[T]`` out.
 * ``NAME_2d_nb(x, <params>)``: ``float64[T, N]`` (time x columns) in and out; columns run in
   parallel (``prange``), each computed exactly as by ``NAME_nb``.
 * ``NAME_grid_nb(x, windows, ...)``: ``float64[T]`` and ``int64[P]`` window lengths in,
-  ``float64[T, P]`` out; column ``p`` equals ``NAME_nb(x, windows[p], ...)``. Returns take no
-  parameter and have no grid form.
+  ``float64[T, P]`` out; column ``p`` equals ``NAME_nb(x, windows[p], ...)``; windows run in
+  parallel. Returns take no parameter and have no grid form.
 * ``NAME_state_nb(<params>)`` makes a small ``float64`` state array (ring buffers inside) and
   ``NAME_update_nb(state, x)`` feeds one event and returns its value (NaN during warm-up).
   Both are callable from other njit code (the live engine).
+
+All forms of a family run one loop over the same state layout (returns: one scalar rule): a
+batch kernel feeds a whole column to a fresh state, an update feeds one event (about 0.1-0.2 us inside njit code; a batch
+costs about 4 ns per event for sums, 11 for variances, 14 for min/max, 23 for correlations,
+measured at 1.5-2.5x faster than pandas' rolling on one core).
 
 Correlation and beta take two inputs ``x`` and ``y`` of the same shape in every form, and
 ``NAME_update_nb(state, x, y)``.
@@ -30,9 +34,12 @@ Conventions
 * Missing values: NaN and +-inf are missing. A window that contains one gives NaN, and the
   missing value leaves the window ``window`` events later. For correlation and beta an event is
   missing when ``x`` or ``y`` is. (pandas agrees for NaN; it propagates +-inf instead.)
-* Returns: ``r[t] = (x[t] - x[t-1]) / x[t-1]`` and ``log1p(r[t])`` (= ``log(x[t] / x[t-1])``);
-  NaN at ``t = 0``, where ``x[t]`` or ``x[t-1]`` is missing, where ``x[t-1] == 0``, and (log)
-  where ``x[t] / x[t-1] <= 0``. Undefined returns are NaN, never +-inf.
+* Returns (1-period): ``r[t] = (x[t] - x[t-1]) / x[t-1]`` and ``log(x[t] / x[t-1])`` (as
+  ``log1p(r[t])`` where the ratio is within [0.5, 2], so small returns keep their digits); NaN
+  at ``t = 0``, where ``x[t]`` or ``x[t-1]`` is missing, where ``x[t-1] == 0``, and (log) where
+  ``x[t] / x[t-1] <= 0``: undefined returns are NaN, never +-inf.
+* Realised volatility: ``periods_per_year`` (default 252, daily bars) annualises the rolling
+  std of log returns by ``sqrt(periods_per_year)``; its first value is at ``t = window``.
 * Constant windows are detected exactly (by the run of equal consecutive values, as pandas
   does): variance and std are ``0.0``, the mean is that value, the z-score and correlation are
   NaN, and beta is NaN when ``y`` is constant and ``0.0`` when only ``x`` is.
@@ -41,18 +48,22 @@ Conventions
 
 Numerical method
 ----------------
-Sums run add/remove over the window with Neumaier-compensated accumulators; second moments
-are sums of *shifted* values ``x - shift`` (``shift`` is the window mean at the last exact
-recomputation), so a level of 1e4 and a spread of 1 lose no digits. Every ``window`` events,
-and whenever a centred sum of squares falls below ``1e-5`` of the squares added and removed
-since the last recomputation (its rounding-error bound; this happens after a burst of
-volatility leaves the window), the accumulators are recomputed exactly from the ring buffer
-(two-pass). So nothing drifts on long series, the relative error of a variance stays near
-``1e-11``, and each event costs O(1) amortised. Min and max keep a monotonic deque in the
-state: O(1) amortised per event.
+Sums run add/remove over the window in compensated accumulators (TwoSum: each addition's
+rounding error is kept). Second moments are sums of *shifted* values ``x - shift``, ``shift``
+being the window mean at the last exact recomputation, so a level of 1e4 with a spread of 1
+loses no digits. The accumulators are recomputed exactly from the ring buffer (two-pass) every
+``window * max(1, 1024 // window)`` events, so nothing drifts on long series; the shifted sums
+also whenever a centred sum of squares falls below ``1e-5`` of the squares added and removed
+since the last recomputation (its rounding-error scale; this happens when a burst of
+volatility leaves the window). A variance is thus within about ``1e-10`` relative of the exact
+two-pass value, where pandas' add/remove can lose many more digits, at O(1) amortised cost per
+event (O(window) per event only while a window stays within rounding of constant without
+being constant). Min and max keep a monotonic deque in the state: O(1) amortised per event.
+Values must stay below about 1e150 in magnitude (their squares are summed).
 
-References (in the tests): pandas ``Series.rolling(window).sum/mean/var/std/min/max/corr``,
-``pct_change(fill_method=None)``, ``np.log(x).diff()``, and two-pass NumPy windows.
+References (in the tests): exact rational arithmetic per window, pandas
+``rolling(window).sum/mean/var/std/min/max/corr/cov``, ``pct_change(fill_method=None)``,
+``np.log(x).diff()``, and two-pass NumPy windows.
 
 Examples
 --------
@@ -67,7 +78,7 @@ array([nan, 1.5, 3. , nan, nan, 5.5, 6.5])
 array([ nan,  0.1, -0.1])
 >>> vol = realised_vol_nb(np.array([100.0, 101.0, 100.0, 102.0]), 3, periods_per_year=252.0)
 >>> bool(np.isnan(vol[2])), round(float(vol[3]), 4)
-(True, 0.2554)
+(True, 0.2406)
 """
 
 from __future__ import annotations
@@ -138,8 +149,12 @@ __all__ = [
     "rolling_zscore_update_nb",
 ]
 
+MIN_NORMAL = 2.2250738585072014e-308
+
 # Recompute exactly when a centred sum of squares is below this fraction of its error scale.
 RECOMPUTE_RATIO = 1e-5
+# Recompute exactly every multiple of the window that reaches this many events.
+RECOMPUTE_EVERY = 1024
 
 # Kinds of the univariate moment kernels (one state layout, one update rule).
 K_SUM = 0
@@ -152,56 +167,60 @@ K_RVOL = 5
 K_CORR = 0
 K_BETA = 1
 
-# Univariate moment state: header, then the ring buffer of the last `window` inputs.
+# Every state is a float64 array: parameters, two scratch slots (the input and output of a
+# single update), the scalars of the update rule in the order of its tuple (counters are exact
+# float64 integers), then ring buffers.
+
+# Univariate moments; ring buffer of the last `window` inputs at U_HEAD.
 U_WINDOW = 0
-U_COUNT = 1  # events seen
-U_NBAD = 2  # missing values in the window
-U_RUN = 3  # length of the run of equal consecutive values ending at the last event
-U_LAST = 4  # last value (NaN if missing)
-U_SHIFT = 5  # shift of the second-moment sums (NaN until a value is seen)
-U_S = 6  # sum of x (Neumaier: value, compensation)
-U_SC = 7
-U_S1 = 8  # sum of x - shift
-U_S1C = 9
-U_S2 = 10  # sum of (x - shift)**2
-U_S2C = 11
-U_ERR = 12  # squares added and removed since the last exact recomputation
-U_PREV = 13  # previous price (realised volatility)
-U_SCALE = 14  # sqrt(periods_per_year) (realised volatility)
-U_HEAD = 15
+U_SCALE = 1  # sqrt(periods_per_year) (realised volatility)
+U_IN = 2
+U_OUT = 3
+U_COUNT = 4  # events seen
+U_POS = 5  # ring position of the oldest value (where the next one goes)
+U_UNTIL = 6  # events until the next periodic recomputation
+U_NBAD = 7  # missing values in the window
+U_RUN = 8  # length of the run of equal consecutive values ending at the last event
+U_LAST = 9  # last value (NaN if missing)
+U_PREV = 10  # previous price (realised volatility)
+U_SHIFT = 11  # shift of the second-moment sums (NaN until a value is seen)
+U_S = 12  # sum of x, compensated: value, compensation
+U_SC = 13
+U_S1 = 14  # sum of (x - shift), compensated
+U_S1C = 15
+U_S2 = 16  # sum of (x - shift)**2, compensated
+U_S2C = 17
+U_ERR = 18  # squares added and removed since the last exact recomputation
+U_HEAD = 19
 
-# Min/max state: header, then the deque's event numbers and values (two blocks of `window`).
+# Min/max; the deque's event numbers at X_HEAD, its values at X_HEAD + window.
 X_WINDOW = 0
-X_COUNT = 1
-X_BADLEFT = 2  # events until the last missing value has left the window
-X_ISMAX = 3
-X_FRONT = 4
-X_SIZE = 5
-X_HEAD = 6
+X_ISMAX = 1
+X_IN = 2
+X_OUT = 3
+X_COUNT = 4
+X_FRONT = 5  # deque position of the best candidate
+X_SIZE = 6
+X_LEFT = 7  # events until the last missing value has left the window
+X_HEAD = 8
 
-# Bivariate state: header, then the ring buffers of x and y (two blocks of `window`).
+# Correlation and beta; ring buffers of x at B_HEAD and of y at B_HEAD + window.
 B_WINDOW = 0
-B_COUNT = 1
-B_NBAD = 2
-B_RUNX = 3
-B_LASTX = 4
-B_RUNY = 5
-B_LASTY = 6
-B_SHX = 7
-B_SHY = 8
-B_SX = 9  # sums of shifted values, each a Neumaier pair
-B_SXC = 10
-B_SY = 11
-B_SYC = 12
-B_SXX = 13
-B_SXXC = 14
-B_SYY = 15
-B_SYYC = 16
-B_SXY = 17
-B_SXYC = 18
-B_EXX = 19
-B_EYY = 20
-B_HEAD = 21
+B_INX = 1
+B_INY = 2
+B_OUT = 3
+B_COUNT = 4
+B_POS = 5
+B_UNTIL = 6
+B_NBAD = 7
+B_RUNX = 8
+B_LASTX = 9
+B_RUNY = 10
+B_LASTY = 11
+B_SHX = 12
+B_SHY = 13
+B_SUMS = 14  # 12 slots: compensated sums of dx, dy, dx*dx, dy*dy, dx*dy, then errors of xx, yy
+B_HEAD = 26
 
 
 # ---------------------------------------------------------------------------------------------
@@ -210,12 +229,10 @@ B_HEAD = 21
 
 @njit(cache=True, nogil=True)
 def _nsum_nb(s: float, c: float, v: float) -> tuple[float, float]:
-    """Neumaier step: add ``v`` to the compensated sum ``s + c``."""
+    """Add ``v`` to the compensated sum ``s + c`` (TwoSum: the exact rounding error goes to c)."""
     t = s + v
-    if abs(s) >= abs(v):
-        c += (s - t) + v
-    else:
-        c += (v - t) + s
+    z = t - s
+    c += (s - (t - z)) + (v - z)
     return t, c
 
 
@@ -228,182 +245,208 @@ def _return_nb(prev: float, x: float) -> float:
 
 @njit(cache=True, nogil=True)
 def _log_return_nb(prev: float, x: float) -> float:
-    r = _return_nb(prev, x)
-    if r > -1.0:  # False for NaN
-        return math.log1p(r)
-    return np.nan
+    if not (np.isfinite(prev) and np.isfinite(x)) or x == 0.0 or prev == 0.0:
+        return np.nan
+    if (x > 0.0) != (prev > 0.0):  # a negative ratio
+        return np.nan
+    q = x / prev
+    if 0.5 <= q <= 2.0:
+        return math.log1p((x - prev) / prev)  # x - prev is exact here (Sterbenz)
+    if MIN_NORMAL <= q < math.inf:
+        return math.log(q)
+    return math.log(abs(x)) - math.log(abs(prev))  # the ratio over- or underflowed
 
 
 @njit(cache=True, nogil=True)
-def _run_nb(run: float, last: float, x: float) -> float:
-    """Length of the run of equal values ending at ``x`` (``x`` is not missing)."""
-    if run > 0.0 and x == last:
-        return run + 1.0
-    return 1.0
+def _period_nb(window: int) -> float:
+    """Events between periodic exact recomputations: a multiple of ``window``."""
+    return float(window * max(1, RECOMPUTE_EVERY // window))
 
+
+# Each family has one loop, `_*_run_nb(state, x, ..., out)`: it loads the scalars of the state
+# into a tuple, feeds the events in order and stores the tuple back. The batch kernels run it
+# over a whole column, the update kernels over one event held in the state's scratch slots, so
+# streaming equals batch by construction. The rules inside the loop are functions of scalars
+# (a function that takes an array and calls another one with it costs two atomic reference
+# counts per event, a 3x slowdown here); only the loop touches the ring buffers.
 
 # ---------------------------------------------------------------------------------------------
 # Univariate moments: sum, mean, var, std, z-score, realised volatility
+#   st = (count, pos, until, nbad, run, last, prev, shift, s, sc, s1, s1c, s2, s2c, err)
 
 
 @njit(cache=True, nogil=True)
 def _moments_state_nb(window: int, scale: float) -> np.ndarray:
     state = np.zeros(U_HEAD + window, dtype=np.float64)
     state[U_WINDOW] = window
-    state[U_LAST] = np.nan
-    state[U_SHIFT] = np.nan
-    state[U_PREV] = np.nan
     state[U_SCALE] = scale
+    state[U_UNTIL] = _period_nb(window)
+    state[U_LAST] = np.nan
+    state[U_PREV] = np.nan
+    state[U_SHIFT] = np.nan
     return state
 
 
 @njit(cache=True, nogil=True)
-def _moments_recompute_nb(state: np.ndarray) -> None:
-    """Recompute the sums of a full ring buffer exactly (two-pass, shift = the mean)."""
-    w = np.int64(state[U_WINDOW])
-    n = 0
-    s = 0.0
-    sc = 0.0
-    for i in range(U_HEAD, U_HEAD + w):
-        v = state[i]
-        if np.isfinite(v):
-            n += 1
-            s, sc = _nsum_nb(s, sc, v)
-    shift = (s + sc) / n if n > 0 else np.nan
-    s1 = 0.0
-    s1c = 0.0
-    s2 = 0.0
-    s2c = 0.0
-    for i in range(U_HEAD, U_HEAD + w):
-        v = state[i]
-        if np.isfinite(v):
-            d = v - shift
-            s1, s1c = _nsum_nb(s1, s1c, d)
-            s2, s2c = _nsum_nb(s2, s2c, d * d)
-    state[U_SHIFT] = shift
-    state[U_S] = s
-    state[U_SC] = sc
-    state[U_S1] = s1
-    state[U_S1C] = s1c
-    state[U_S2] = s2
-    state[U_S2C] = s2c
-    state[U_ERR] = s2 + s2c
+def _moments_push_nb(st: tuple, old: float, x: float, kind: int, w: int) -> tuple:
+    """Move the window on: ``old`` leaves (once the window is full), ``x`` enters.
 
-
-@njit(cache=True, nogil=True)
-def _moments_push_nb(state: np.ndarray, x: float) -> None:
-    """Move the window one event on: drop the oldest value, add ``x``."""
-    w = np.int64(state[U_WINDOW])
-    t = np.int64(state[U_COUNT])
-    k = U_HEAD + t % w
-    shift = state[U_SHIFT]
-    nbad = state[U_NBAD]
-    run = state[U_RUN]
-    s = state[U_S]
-    sc = state[U_SC]
-    s1 = state[U_S1]
-    s1c = state[U_S1C]
-    s2 = state[U_S2]
-    s2c = state[U_S2C]
-    err = state[U_ERR]
-    if t >= w:
-        old = state[k]
+    Returns ``(new st, value entering)``: ``x``, or its log return for realised volatility.
+    """
+    count, pos, until, nbad, run, last, prev, shift, s, sc, s1, s1c, s2, s2c, err = st
+    moments = kind >= K_VAR
+    if kind == K_RVOL:
+        x, prev = _log_return_nb(prev, x), x
+    if count >= w:
         if np.isfinite(old):
             s, sc = _nsum_nb(s, sc, -old)
-            d = old - shift
-            s1, s1c = _nsum_nb(s1, s1c, -d)
-            s2, s2c = _nsum_nb(s2, s2c, -(d * d))
-            err += d * d
+            if moments:
+                d = old - shift
+                s1, s1c = _nsum_nb(s1, s1c, -d)
+                s2, s2c = _nsum_nb(s2, s2c, -(d * d))
+                err += d * d
         else:
             nbad -= 1.0
     if np.isfinite(x):
-        if np.isnan(shift):  # no value in the window: the sums are zero
-            shift = x
         s, sc = _nsum_nb(s, sc, x)
-        d = x - shift
-        s1, s1c = _nsum_nb(s1, s1c, d)
-        s2, s2c = _nsum_nb(s2, s2c, d * d)
-        err += d * d
-        run = _run_nb(run, state[U_LAST], x)
+        if moments:
+            if np.isnan(shift):  # no value in the window: the shifted sums are zero
+                shift = x
+            d = x - shift
+            s1, s1c = _nsum_nb(s1, s1c, d)
+            s2, s2c = _nsum_nb(s2, s2c, d * d)
+            err += d * d
+        run = run + 1.0 if run > 0.0 and x == last else 1.0
     else:
         nbad += 1.0
         run = 0.0
-    state[k] = x
-    state[U_LAST] = x
-    state[U_SHIFT] = shift
-    state[U_NBAD] = nbad
-    state[U_RUN] = run
-    state[U_S] = s
-    state[U_SC] = sc
-    state[U_S1] = s1
-    state[U_S1C] = s1c
-    state[U_S2] = s2
-    state[U_S2C] = s2c
-    state[U_ERR] = err
-    state[U_COUNT] = t + 1
-    if (t + 1) % w == 0:
-        _moments_recompute_nb(state)
+    pos = pos + 1.0 if pos + 1.0 < w else 0.0
+    st = (count + 1.0, pos, until - 1.0, nbad, run, x, prev, shift, s, sc, s1, s1c, s2, s2c, err)
+    return st, x
 
 
 @njit(cache=True, nogil=True)
-def _moments_m2_nb(state: np.ndarray) -> float:
-    """Centred sum of squares of a full window, recomputed exactly when its error is too large."""
-    w = state[U_WINDOW]
-    s1 = state[U_S1] + state[U_S1C]
-    m2 = (state[U_S2] + state[U_S2C]) - s1 * s1 / w
-    if m2 < RECOMPUTE_RATIO * state[U_ERR]:
-        _moments_recompute_nb(state)
-        s1 = state[U_S1] + state[U_S1C]
-        m2 = (state[U_S2] + state[U_S2C]) - s1 * s1 / w
-    return max(m2, 0.0)
+def _moments_m2_nb(st: tuple, w: int) -> float:
+    """Centred sum of squares of the window from the shifted sums."""
+    s1 = st[10] + st[11]
+    return (st[12] + st[13]) - s1 * s1 / w
 
 
 @njit(cache=True, nogil=True)
-def _moments_value_nb(state: np.ndarray, x: float, kind: int) -> float:
-    """The statistic ``kind`` of the current window (``x`` is the last input, for z-scores)."""
-    w = np.int64(state[U_WINDOW])
-    if state[U_COUNT] < w or state[U_NBAD] > 0.0:
+def _moments_check_nb(st: tuple, kind: int, w: int) -> int:
+    """2 when the periodic exact recomputation is due, 1 when the variance is too inexact."""
+    if st[2] == 0.0:
+        return 2
+    if kind >= K_VAR and w >= 2 and st[0] >= w and st[3] == 0.0 and st[4] < w:
+        if _moments_m2_nb(st, w) < RECOMPUTE_RATIO * st[14]:
+            return 1
+    return 0
+
+
+@njit(cache=True, nogil=True)
+def _moments_exact_nb(st: tuple, ring: np.ndarray, kind: int, periodic: bool) -> tuple:
+    """Recompute the sums of the full window exactly (two-pass; the shift becomes the mean).
+
+    Only the periodic recomputation replaces the plain sum, so that it follows the same path
+    whatever statistic the state serves.
+    """
+    count, pos, until, nbad, run, last, prev, shift, s, sc, s1, s1c, s2, s2c, err = st
+    n = 0
+    t, tc = 0.0, 0.0
+    for i in range(ring.shape[0]):
+        if np.isfinite(ring[i]):
+            n += 1
+            t, tc = _nsum_nb(t, tc, ring[i])
+    if periodic:
+        s, sc, until = t, tc, _period_nb(ring.shape[0])
+    if kind >= K_VAR:
+        shift = (t + tc) / n if n > 0 else np.nan
+        s1, s1c, s2, s2c = 0.0, 0.0, 0.0, 0.0
+        for i in range(ring.shape[0]):
+            if np.isfinite(ring[i]):
+                d = ring[i] - shift
+                s1, s1c = _nsum_nb(s1, s1c, d)
+                s2, s2c = _nsum_nb(s2, s2c, d * d)
+        err = s2 + s2c
+    return (count, pos, until, nbad, run, last, prev, shift, s, sc, s1, s1c, s2, s2c, err)
+
+
+@njit(cache=True, nogil=True)
+def _moments_value_nb(st: tuple, x: float, kind: int, w: int, scale: float) -> float:
+    """The statistic ``kind`` of the window ending at ``x``."""
+    if st[0] < w or st[3] > 0.0:
         return np.nan
+    total = st[8] + st[9]
     if kind == K_SUM:
-        return state[U_S] + state[U_SC]
-    constant = state[U_RUN] >= w
-    mean = state[U_LAST] if constant else (state[U_S] + state[U_SC]) / w
+        return total
+    constant = st[4] >= w
+    mean = x if constant else total / w
     if kind == K_MEAN:
         return mean
     if w < 2:
         return np.nan
-    var = 0.0 if constant else _moments_m2_nb(state) / (w - 1)
+    var = 0.0 if constant else max(_moments_m2_nb(st, w), 0.0) / (w - 1)
     if kind == K_VAR:
         return var
     std = math.sqrt(var)
     if kind == K_STD:
         return std
     if kind == K_RVOL:
-        return std * state[U_SCALE]
-    if std == 0.0:
-        return np.nan
-    return (x - mean) / std
+        return std * scale
+    return (x - mean) / std if std > 0.0 else np.nan
 
 
 @njit(cache=True, nogil=True)
-def _moments_step_nb(state: np.ndarray, x: float, kind: int) -> float:
-    if kind == K_RVOL:
-        prev = state[U_PREV]
-        state[U_PREV] = x
-        x = _log_return_nb(prev, x)
-    _moments_push_nb(state, x)
-    return _moments_value_nb(state, x, kind)
+def _moments_run_nb(state: np.ndarray, x: np.ndarray, kind: int, out: np.ndarray) -> None:
+    w = np.int64(state[U_WINDOW])
+    scale = state[U_SCALE]
+    ring = state[U_HEAD : U_HEAD + w]
+    s = state
+    st = (s[U_COUNT], s[U_POS], s[U_UNTIL], s[U_NBAD], s[U_RUN], s[U_LAST], s[U_PREV], s[U_SHIFT],
+          s[U_S], s[U_SC], s[U_S1], s[U_S1C], s[U_S2], s[U_S2C], s[U_ERR])  # fmt: skip
+    for i in range(x.shape[0]):
+        k = np.int64(st[1])
+        st, v = _moments_push_nb(st, ring[k], x[i], kind, w)
+        ring[k] = v
+        check = _moments_check_nb(st, kind, w)
+        if check != 0:
+            st = _moments_exact_nb(st, ring, kind, check == 2)
+        out[i] = _moments_value_nb(st, v, kind, w, scale)
+    for j in range(U_HEAD - U_COUNT):
+        state[U_COUNT + j] = st[j]
+
+
+@njit(cache=True, nogil=True)
+def _moments_update_nb(state: np.ndarray, x: float, kind: int) -> float:
+    state[U_IN] = x
+    _moments_run_nb(state, state[U_IN : U_IN + 1], kind, state[U_OUT : U_OUT + 1])
+    return state[U_OUT]
 
 
 @njit(cache=True, nogil=True)
 def _moments_into_nb(x: np.ndarray, window: int, kind: int, scale: float, out: np.ndarray) -> None:
-    state = _moments_state_nb(window, scale)
-    for i in range(x.shape[0]):
-        out[i] = _moments_step_nb(state, x[i], kind)
+    _moments_run_nb(_moments_state_nb(window, scale), x, kind, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _moments_2d_nb(x: np.ndarray, window: int, kind: int, scale: float) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    for j in prange(x.shape[1]):
+        _moments_into_nb(x[:, j], window, kind, scale, out[:, j])
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _moments_grid_nb(x: np.ndarray, windows: np.ndarray, kind: int, scale: float) -> np.ndarray:
+    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
+    for p in prange(windows.shape[0]):
+        _moments_into_nb(x, windows[p], kind, scale, out[:, p])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Min and max: monotonic deque
+# Min and max: monotonic deque of (event number, value) in the state, best candidate at the
+# front; a candidate is dropped once a newer value is at least as good (so ties keep the newest)
 
 
 @njit(cache=True, nogil=True)
@@ -415,63 +458,84 @@ def _minmax_state_nb(window: int, is_max: bool) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _minmax_step_nb(state: np.ndarray, x: float) -> float:
-    """Feed ``x``; the deque holds the candidates (event number, value), best at the front."""
+def _minmax_run_nb(state: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     w = np.int64(state[X_WINDOW])
-    t = np.int64(state[X_COUNT])
-    front = np.int64(state[X_FRONT])
-    size = np.int64(state[X_SIZE])
-    left = state[X_BADLEFT]
-    vals = X_HEAD + w
-    while size > 0 and state[X_HEAD + front] <= t - w:  # expired
-        front = front + 1 if front + 1 < w else 0
-        size -= 1
-    if np.isfinite(x):
-        is_max = state[X_ISMAX] > 0.0
-        while size > 0:  # drop candidates that x dominates
-            b = front + size - 1
-            if b >= w:
-                b -= w
-            v = state[vals + b]
-            if (is_max and v <= x) or (not is_max and v >= x):
-                size -= 1
-            else:
-                break
-        b = front + size
-        if b >= w:
-            b -= w
-        state[X_HEAD + b] = t
-        state[vals + b] = x
-        size += 1
-    else:
-        left = float(w)
-    out = np.nan
-    if t + 1 >= w and left == 0.0:
-        out = state[vals + front]
-    if left > 0.0:
-        left -= 1.0
-    state[X_COUNT] = t + 1
-    state[X_FRONT] = front
-    state[X_SIZE] = size
-    state[X_BADLEFT] = left
-    return out
+    is_max = state[X_ISMAX] > 0.0
+    idx = state[X_HEAD : X_HEAD + w]
+    vals = state[X_HEAD + w : X_HEAD + 2 * w]
+    count = np.int64(state[X_COUNT])
+    f = np.int64(state[X_FRONT])
+    n = np.int64(state[X_SIZE])
+    left = np.int64(state[X_LEFT])
+    for i in range(x.shape[0]):
+        v = x[i]
+        while n > 0 and idx[f] <= count - w:  # the front left the window
+            f = f + 1 if f + 1 < w else 0
+            n -= 1
+        if np.isfinite(v):
+            while n > 0:  # drop the candidates that v dominates, from the back
+                b = f + n - 1 if f + n - 1 < w else f + n - 1 - w
+                if (vals[b] > v) if is_max else (vals[b] < v):
+                    break
+                n -= 1
+            b = f + n if f + n < w else f + n - w
+            idx[b] = count
+            vals[b] = v
+            n += 1
+        else:
+            left = w
+        out[i] = vals[f] if count + 1 >= w and left == 0 else np.nan
+        left = max(left - 1, 0)
+        count += 1
+    state[X_COUNT] = count
+    state[X_FRONT] = f
+    state[X_SIZE] = n
+    state[X_LEFT] = left
+
+
+@njit(cache=True, nogil=True)
+def _minmax_update_nb(state: np.ndarray, x: float) -> float:
+    state[X_IN] = x
+    _minmax_run_nb(state, state[X_IN : X_IN + 1], state[X_OUT : X_OUT + 1])
+    return state[X_OUT]
 
 
 @njit(cache=True, nogil=True)
 def _minmax_into_nb(x: np.ndarray, window: int, is_max: bool, out: np.ndarray) -> None:
-    state = _minmax_state_nb(window, is_max)
-    for i in range(x.shape[0]):
-        out[i] = _minmax_step_nb(state, x[i])
+    _minmax_run_nb(_minmax_state_nb(window, is_max), x, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _minmax_2d_nb(x: np.ndarray, window: int, is_max: bool) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    for j in prange(x.shape[1]):
+        _minmax_into_nb(x[:, j], window, is_max, out[:, j])
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _minmax_grid_nb(x: np.ndarray, windows: np.ndarray, is_max: bool) -> np.ndarray:
+    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
+    for p in prange(windows.shape[0]):
+        _minmax_into_nb(x, windows[p], is_max, out[:, p])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Bivariate: correlation and beta
+# Correlation and beta
+#   st = (count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums)
+#   sums = (sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx, eyy): compensated sums of
+#   dx = x - shx, dy = y - shy, their squares and product; exx, eyy: the squares added and
+#   removed since the last exact recomputation.
+
+ZERO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 @njit(cache=True, nogil=True)
 def _bivar_state_nb(window: int) -> np.ndarray:
     state = np.zeros(B_HEAD + 2 * window, dtype=np.float64)
     state[B_WINDOW] = window
+    state[B_UNTIL] = _period_nb(window)
     state[B_LASTX] = np.nan
     state[B_LASTY] = np.nan
     state[B_SHX] = np.nan
@@ -480,155 +544,165 @@ def _bivar_state_nb(window: int) -> np.ndarray:
 
 
 @njit(cache=True, nogil=True)
-def _bivar_recompute_nb(state: np.ndarray) -> None:
-    w = np.int64(state[B_WINDOW])
-    n = 0
-    sx, sxc, sy, syc = 0.0, 0.0, 0.0, 0.0
-    for i in range(B_HEAD, B_HEAD + w):
-        vx = state[i]
-        vy = state[i + w]
-        if np.isfinite(vx) and np.isfinite(vy):
-            n += 1
-            sx, sxc = _nsum_nb(sx, sxc, vx)
-            sy, syc = _nsum_nb(sy, syc, vy)
-    shx = (sx + sxc) / n if n > 0 else np.nan
-    shy = (sy + syc) / n if n > 0 else np.nan
-    sx, sxc, sy, syc = 0.0, 0.0, 0.0, 0.0
-    sxx, sxxc, syy, syyc, sxy, sxyc = 0.0, 0.0, 0.0, 0.0, 0.0, 0.0
-    for i in range(B_HEAD, B_HEAD + w):
-        vx = state[i]
-        vy = state[i + w]
-        if np.isfinite(vx) and np.isfinite(vy):
-            dx = vx - shx
-            dy = vy - shy
-            sx, sxc = _nsum_nb(sx, sxc, dx)
-            sy, syc = _nsum_nb(sy, syc, dy)
-            sxx, sxxc = _nsum_nb(sxx, sxxc, dx * dx)
-            syy, syyc = _nsum_nb(syy, syyc, dy * dy)
-            sxy, sxyc = _nsum_nb(sxy, sxyc, dx * dy)
-    state[B_SHX] = shx
-    state[B_SHY] = shy
-    state[B_SX] = sx
-    state[B_SXC] = sxc
-    state[B_SY] = sy
-    state[B_SYC] = syc
-    state[B_SXX] = sxx
-    state[B_SXXC] = sxxc
-    state[B_SYY] = syy
-    state[B_SYYC] = syyc
-    state[B_SXY] = sxy
-    state[B_SXYC] = sxyc
-    state[B_EXX] = sxx + sxxc
-    state[B_EYY] = syy + syyc
+def _bivar_acc_nb(sums: tuple, dx: float, dy: float, sign: float) -> tuple:
+    """Add (``sign=1``) or remove (``sign=-1``) the shifted pair ``(dx, dy)``."""
+    sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx, eyy = sums
+    sx, sxc = _nsum_nb(sx, sxc, sign * dx)
+    sy, syc = _nsum_nb(sy, syc, sign * dy)
+    sxx, sxxc = _nsum_nb(sxx, sxxc, sign * (dx * dx))
+    syy, syyc = _nsum_nb(syy, syyc, sign * (dy * dy))
+    sxy, sxyc = _nsum_nb(sxy, sxyc, sign * (dx * dy))
+    return sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx + dx * dx, eyy + dy * dy
 
 
 @njit(cache=True, nogil=True)
-def _bivar_push_nb(state: np.ndarray, x: float, y: float) -> None:
-    w = np.int64(state[B_WINDOW])
-    t = np.int64(state[B_COUNT])
-    kx = B_HEAD + t % w
-    ky = kx + w
-    shx = state[B_SHX]
-    shy = state[B_SHY]
-    nbad = state[B_NBAD]
-    sx, sxc, sy, syc = state[B_SX], state[B_SXC], state[B_SY], state[B_SYC]
-    sxx, sxxc, syy, syyc = state[B_SXX], state[B_SXXC], state[B_SYY], state[B_SYYC]
-    sxy, sxyc, exx, eyy = state[B_SXY], state[B_SXYC], state[B_EXX], state[B_EYY]
-    if t >= w:
-        ox = state[kx]
-        oy = state[ky]
+def _bivar_push_nb(st: tuple, ox: float, oy: float, x: float, y: float, w: int) -> tuple:
+    """Move the window on: ``(ox, oy)`` leaves (once the window is full), ``(x, y)`` enters."""
+    count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
+    if count >= w:
         if np.isfinite(ox) and np.isfinite(oy):
-            dx = ox - shx
-            dy = oy - shy
-            sx, sxc = _nsum_nb(sx, sxc, -dx)
-            sy, syc = _nsum_nb(sy, syc, -dy)
-            sxx, sxxc = _nsum_nb(sxx, sxxc, -(dx * dx))
-            syy, syyc = _nsum_nb(syy, syyc, -(dy * dy))
-            sxy, sxyc = _nsum_nb(sxy, sxyc, -(dx * dy))
-            exx += dx * dx
-            eyy += dy * dy
+            sums = _bivar_acc_nb(sums, ox - shx, oy - shy, -1.0)
         else:
             nbad -= 1.0
     if np.isfinite(x) and np.isfinite(y):
         if np.isnan(shx):  # no pair in the window: the sums are zero
-            shx = x
-            shy = y
-        dx = x - shx
-        dy = y - shy
-        sx, sxc = _nsum_nb(sx, sxc, dx)
-        sy, syc = _nsum_nb(sy, syc, dy)
-        sxx, sxxc = _nsum_nb(sxx, sxxc, dx * dx)
-        syy, syyc = _nsum_nb(syy, syyc, dy * dy)
-        sxy, sxyc = _nsum_nb(sxy, sxyc, dx * dy)
-        exx += dx * dx
-        eyy += dy * dy
-        state[B_RUNX] = _run_nb(state[B_RUNX], state[B_LASTX], x)
-        state[B_RUNY] = _run_nb(state[B_RUNY], state[B_LASTY], y)
+            shx, shy = x, y
+        sums = _bivar_acc_nb(sums, x - shx, y - shy, 1.0)
+        runx = runx + 1.0 if runx > 0.0 and x == lastx else 1.0
+        runy = runy + 1.0 if runy > 0.0 and y == lasty else 1.0
     else:
         nbad += 1.0
-        state[B_RUNX] = 0.0
-        state[B_RUNY] = 0.0
-    state[kx] = x
-    state[ky] = y
-    state[B_LASTX] = x
-    state[B_LASTY] = y
-    state[B_SHX] = shx
-    state[B_SHY] = shy
-    state[B_NBAD] = nbad
-    state[B_SX], state[B_SXC], state[B_SY], state[B_SYC] = sx, sxc, sy, syc
-    state[B_SXX], state[B_SXXC], state[B_SYY], state[B_SYYC] = sxx, sxxc, syy, syyc
-    state[B_SXY], state[B_SXYC], state[B_EXX], state[B_EYY] = sxy, sxyc, exx, eyy
-    state[B_COUNT] = t + 1
-    if (t + 1) % w == 0:
-        _bivar_recompute_nb(state)
+        runx, runy = 0.0, 0.0
+    pos = pos + 1.0 if pos + 1.0 < w else 0.0
+    return (count + 1.0, pos, until - 1.0, nbad, runx, x, runy, y, shx, shy, sums)
 
 
 @njit(cache=True, nogil=True)
-def _bivar_moments_nb(state: np.ndarray) -> tuple[float, float, float]:
-    """Centred ``(sxx, syy, sxy)`` of a full window, recomputed exactly when too inexact."""
-    for attempt in range(2):
-        w = state[B_WINDOW]
-        sx = state[B_SX] + state[B_SXC]
-        sy = state[B_SY] + state[B_SYC]
-        cxx = (state[B_SXX] + state[B_SXXC]) - sx * sx / w
-        cyy = (state[B_SYY] + state[B_SYYC]) - sy * sy / w
-        if attempt == 0 and (cxx < RECOMPUTE_RATIO * state[B_EXX] or cyy < RECOMPUTE_RATIO * state[B_EYY]):
-            _bivar_recompute_nb(state)
-            continue
-        cxy = (state[B_SXY] + state[B_SXYC]) - sx * sy / w
-        return max(cxx, 0.0), max(cyy, 0.0), cxy
-    return np.nan, np.nan, np.nan  # not reached
+def _bivar_centred_nb(sums: tuple, w: int) -> tuple[float, float, float]:
+    """Centred ``(sxx, syy, sxy)`` of the window from the shifted sums."""
+    sx = sums[0] + sums[1]
+    sy = sums[2] + sums[3]
+    cxx = (sums[4] + sums[5]) - sx * sx / w
+    cyy = (sums[6] + sums[7]) - sy * sy / w
+    return cxx, cyy, (sums[8] + sums[9]) - sx * sy / w
 
 
 @njit(cache=True, nogil=True)
-def _bivar_step_nb(state: np.ndarray, x: float, y: float, kind: int) -> float:
-    _bivar_push_nb(state, x, y)
-    w = np.int64(state[B_WINDOW])
-    if state[B_COUNT] < w or state[B_NBAD] > 0.0 or w < 2:
+def _bivar_defined_nb(st: tuple, kind: int, w: int) -> bool:
+    """Whether the window is complete, without missing pairs, and neither side is degenerate."""
+    count, nbad, runx, runy = st[0], st[3], st[4], st[6]
+    ok = count >= w and nbad == 0.0 and w >= 2 and runy < w
+    return ok and (runx < w or kind == K_BETA)
+
+
+@njit(cache=True, nogil=True)
+def _bivar_check_nb(st: tuple, kind: int, w: int) -> bool:
+    """Whether an exact recomputation is due: periodic, or the (co)variances are too inexact."""
+    if st[2] == 0.0:
+        return True
+    if not _bivar_defined_nb(st, kind, w) or st[4] >= w:
+        return False
+    cxx, cyy, _cxy = _bivar_centred_nb(st[10], w)
+    return cxx < RECOMPUTE_RATIO * st[10][10] or cyy < RECOMPUTE_RATIO * st[10][11]
+
+
+@njit(cache=True, nogil=True)
+def _bivar_exact_nb(st: tuple, rx: np.ndarray, ry: np.ndarray) -> tuple:
+    """Recompute the sums of the full window exactly (two-pass; the shifts become the means)."""
+    count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
+    n = 0
+    sx, sxc, sy, syc = 0.0, 0.0, 0.0, 0.0
+    for i in range(rx.shape[0]):
+        if np.isfinite(rx[i]) and np.isfinite(ry[i]):
+            n += 1
+            sx, sxc = _nsum_nb(sx, sxc, rx[i])
+            sy, syc = _nsum_nb(sy, syc, ry[i])
+    shx = (sx + sxc) / n if n > 0 else np.nan
+    shy = (sy + syc) / n if n > 0 else np.nan
+    sums = ZERO_SUMS
+    for i in range(rx.shape[0]):
+        if np.isfinite(rx[i]) and np.isfinite(ry[i]):
+            sums = _bivar_acc_nb(sums, rx[i] - shx, ry[i] - shy, 1.0)
+    sums = sums[:10] + (sums[4] + sums[5], sums[6] + sums[7])
+    until = _period_nb(rx.shape[0]) if until == 0.0 else until
+    return (count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums)
+
+
+@njit(cache=True, nogil=True)
+def _bivar_value_nb(st: tuple, kind: int, w: int) -> float:
+    if not _bivar_defined_nb(st, kind, w):
         return np.nan
-    const_x = state[B_RUNX] >= w
-    const_y = state[B_RUNY] >= w
-    if const_y or (const_x and kind == K_CORR):
-        return np.nan
-    if const_x:
+    if st[4] >= w:
         return 0.0  # beta of a constant x
-    cxx, cyy, cxy = _bivar_moments_nb(state)
-    if kind == K_BETA:
-        return cxy / cyy if cyy > 0.0 else np.nan
-    if cxx <= 0.0 or cyy <= 0.0:
+    cxx, cyy, cxy = _bivar_centred_nb(st[10], w)
+    if cyy <= 0.0 or (kind == K_CORR and cxx <= 0.0):
         return np.nan
-    return min(max(cxy / (math.sqrt(cxx) * math.sqrt(cyy)), -1.0), 1.0)
+    if kind == K_BETA:
+        return cxy / cyy
+    den = math.sqrt(cxx * cyy)
+    if den == 0.0 or den == math.inf:  # the product under- or overflowed
+        den = math.sqrt(cxx) * math.sqrt(cyy)
+    return min(max(cxy / den, -1.0), 1.0)
+
+
+@njit(cache=True, nogil=True)
+def _bivar_run_nb(state: np.ndarray, x: np.ndarray, y: np.ndarray, kind: int, out: np.ndarray) -> None:
+    w = np.int64(state[B_WINDOW])
+    rx = state[B_HEAD : B_HEAD + w]
+    ry = state[B_HEAD + w : B_HEAD + 2 * w]
+    s = state
+    b = B_SUMS
+    sums = (s[b], s[b + 1], s[b + 2], s[b + 3], s[b + 4], s[b + 5], s[b + 6], s[b + 7], s[b + 8],
+            s[b + 9], s[b + 10], s[b + 11])  # fmt: skip
+    st = (s[B_COUNT], s[B_POS], s[B_UNTIL], s[B_NBAD], s[B_RUNX], s[B_LASTX], s[B_RUNY],
+          s[B_LASTY], s[B_SHX], s[B_SHY], sums)  # fmt: skip
+    for i in range(x.shape[0]):
+        k = np.int64(st[1])
+        st = _bivar_push_nb(st, rx[k], ry[k], x[i], y[i], w)
+        rx[k] = x[i]
+        ry[k] = y[i]
+        if _bivar_check_nb(st, kind, w):
+            st = _bivar_exact_nb(st, rx, ry)
+        out[i] = _bivar_value_nb(st, kind, w)
+    head, sums = st[:10], st[10]
+    for j in range(10):
+        state[B_COUNT + j] = head[j]
+    for j in range(12):
+        state[B_SUMS + j] = sums[j]
+
+
+@njit(cache=True, nogil=True)
+def _bivar_update_nb(state: np.ndarray, x: float, y: float, kind: int) -> float:
+    state[B_INX] = x
+    state[B_INY] = y
+    x1, y1, out1 = state[B_INX : B_INX + 1], state[B_INY : B_INY + 1], state[B_OUT : B_OUT + 1]
+    _bivar_run_nb(state, x1, y1, kind, out1)
+    return state[B_OUT]
 
 
 @njit(cache=True, nogil=True)
 def _bivar_into_nb(x: np.ndarray, y: np.ndarray, window: int, kind: int, out: np.ndarray) -> None:
-    state = _bivar_state_nb(window)
-    for i in range(x.shape[0]):
-        out[i] = _bivar_step_nb(state, x[i], y[i], kind)
+    _bivar_run_nb(_bivar_state_nb(window), x, y, kind, out)
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _bivar_2d_nb(x: np.ndarray, y: np.ndarray, window: int, kind: int) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    for j in prange(x.shape[1]):
+        _bivar_into_nb(x[:, j], y[:, j], window, kind, out[:, j])
+    return out
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _bivar_grid_nb(x: np.ndarray, y: np.ndarray, windows: np.ndarray, kind: int) -> np.ndarray:
+    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
+    for p in prange(windows.shape[0]):
+        _bivar_into_nb(x, y, windows[p], kind, out[:, p])
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
-# Returns
+# Returns; state = [previous value]
 
 
 @njit(cache=True, nogil=True)
@@ -640,9 +714,22 @@ def _returns_step_nb(state: np.ndarray, x: float, log: bool) -> float:
 
 @njit(cache=True, nogil=True)
 def _returns_into_nb(x: np.ndarray, log: bool, out: np.ndarray) -> None:
-    state = np.full(1, np.nan)
+    prev = np.nan
     for i in range(x.shape[0]):
-        out[i] = _returns_step_nb(state, x[i], log)
+        out[i] = _log_return_nb(prev, x[i]) if log else _return_nb(prev, x[i])
+        prev = x[i]
+
+
+@njit(cache=True, nogil=True, parallel=True)
+def _returns_2d_nb(x: np.ndarray, log: bool) -> np.ndarray:
+    out = np.empty(x.shape, dtype=np.float64)
+    for j in prange(x.shape[1]):
+        _returns_into_nb(x[:, j], log, out[:, j])
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Public kernels. The 2-D and grid forms call the parallel loops above.
 
 
 @njit(cache=True, nogil=True)
@@ -657,18 +744,15 @@ def returns_nb(x: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def returns_2d_nb(x: np.ndarray) -> np.ndarray:
     """:func:`returns_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _returns_into_nb(x[:, j], False, out[:, j])
-    return out
+    return _returns_2d_nb(x, False)
 
 
 @njit(cache=True, nogil=True)
 def returns_state_nb() -> np.ndarray:
-    """State of a streaming :func:`returns_nb`: ``[previous value]``, NaN at first."""
+    """State of streaming :func:`returns_nb`: ``[previous value]``, NaN at first."""
     return np.full(1, np.nan)
 
 
@@ -680,7 +764,7 @@ def returns_update_nb(state: np.ndarray, x: float) -> float:
 
 @njit(cache=True, nogil=True)
 def log_returns_nb(x: np.ndarray) -> np.ndarray:
-    """Log 1-period returns ``log1p((x[t] - x[t-1]) / x[t-1])`` = ``log(x[t] / x[t-1])``.
+    """Log 1-period returns ``log(x[t] / x[t-1])`` (``log1p`` of the simple return near 0).
 
     NaN at ``t = 0``, where either value is missing, ``x[t-1] == 0`` or the ratio is ``<= 0``.
     Reference: ``np.log(pd.Series(x)).diff()``.
@@ -690,18 +774,15 @@ def log_returns_nb(x: np.ndarray) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def log_returns_2d_nb(x: np.ndarray) -> np.ndarray:
     """:func:`log_returns_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _returns_into_nb(x[:, j], True, out[:, j])
-    return out
+    return _returns_2d_nb(x, True)
 
 
 @njit(cache=True, nogil=True)
 def log_returns_state_nb() -> np.ndarray:
-    """State of a streaming :func:`log_returns_nb`: ``[previous value]``, NaN at first."""
+    """State of streaming :func:`log_returns_nb`: ``[previous value]``, NaN at first."""
     return np.full(1, np.nan)
 
 
@@ -711,166 +792,138 @@ def log_returns_update_nb(state: np.ndarray, x: float) -> float:
     return _returns_step_nb(state, x, True)
 
 
-# ---------------------------------------------------------------------------------------------
-# Public moment kernels
-
-
 @njit(cache=True, nogil=True)
 def rolling_sum_nb(x: np.ndarray, window: int) -> np.ndarray:
-    """Rolling sum over ``window`` events (compensated). Reference: ``rolling(window).sum()``."""
+    """Rolling sum (compensated). Reference: ``pd.Series(x).rolling(window).sum()``."""
     out = np.empty(x.shape[0], dtype=np.float64)
     _moments_into_nb(x, window, K_SUM, 1.0, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_sum_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_sum_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_SUM, 1.0, out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_SUM, 1.0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_sum_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_sum_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_SUM, 1.0, out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_SUM, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_sum_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_sum_nb`."""
+    """State of streaming :func:`rolling_sum_nb`."""
     return _moments_state_nb(window, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_sum_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the sum of the window ending at it."""
-    return _moments_step_nb(state, x, K_SUM)
+    return _moments_update_nb(state, x, K_SUM)
 
 
 @njit(cache=True, nogil=True)
 def rolling_mean_nb(x: np.ndarray, window: int) -> np.ndarray:
     """Rolling mean (SMA): compensated sum / ``window``; a constant window gives its value.
 
-    Reference: ``rolling(window).mean()``.
+    Reference: ``pd.Series(x).rolling(window).mean()``.
     """
     out = np.empty(x.shape[0], dtype=np.float64)
     _moments_into_nb(x, window, K_MEAN, 1.0, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_mean_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_mean_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_MEAN, 1.0, out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_MEAN, 1.0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_mean_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_mean_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_MEAN, 1.0, out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_MEAN, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_mean_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_mean_nb`."""
+    """State of streaming :func:`rolling_mean_nb`."""
     return _moments_state_nb(window, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_mean_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the mean of the window ending at it."""
-    return _moments_step_nb(state, x, K_MEAN)
+    return _moments_update_nb(state, x, K_MEAN)
 
 
 @njit(cache=True, nogil=True)
 def rolling_var_nb(x: np.ndarray, window: int) -> np.ndarray:
     """Rolling sample variance ``sum((x - mean)**2) / (window - 1)``; ``0.0`` if constant.
 
-    Reference: ``rolling(window).var()`` (ddof=1), two-pass ``np.var(w, ddof=1)``.
+    Reference: ``pd.Series(x).rolling(window).var()``; two-pass ``np.var(w, ddof=1)``.
     """
     out = np.empty(x.shape[0], dtype=np.float64)
     _moments_into_nb(x, window, K_VAR, 1.0, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_var_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_var_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_VAR, 1.0, out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_VAR, 1.0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_var_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_var_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_VAR, 1.0, out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_VAR, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_var_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_var_nb`."""
+    """State of streaming :func:`rolling_var_nb`."""
     return _moments_state_nb(window, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_var_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the variance of the window ending at it."""
-    return _moments_step_nb(state, x, K_VAR)
+    return _moments_update_nb(state, x, K_VAR)
 
 
 @njit(cache=True, nogil=True)
 def rolling_std_nb(x: np.ndarray, window: int) -> np.ndarray:
-    """Rolling sample standard deviation ``sqrt(rolling_var)``. Reference: ``rolling(window).std()``."""
+    """Rolling sample std ``sqrt(rolling_var)``. Reference: ``pd.Series(x).rolling(window).std()``."""
     out = np.empty(x.shape[0], dtype=np.float64)
     _moments_into_nb(x, window, K_STD, 1.0, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_std_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_std_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_STD, 1.0, out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_STD, 1.0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_std_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_std_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_STD, 1.0, out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_STD, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_std_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_std_nb`."""
+    """State of streaming :func:`rolling_std_nb`."""
     return _moments_state_nb(window, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_std_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the standard deviation of the window ending at it."""
-    return _moments_step_nb(state, x, K_STD)
+    return _moments_update_nb(state, x, K_STD)
 
 
 @njit(cache=True, nogil=True)
@@ -878,51 +931,45 @@ def rolling_zscore_nb(x: np.ndarray, window: int) -> np.ndarray:
     """Rolling z-score ``(x[t] - mean) / std`` over the window ending at ``t`` (ddof=1).
 
     NaN when the std is 0. Equals ``(x - rolling_mean_nb(x, w)) / rolling_std_nb(x, w)`` bit
-    for bit. Reference: ``(s - s.rolling(w).mean()) / s.rolling(w).std()``.
+    for bit where the std is not 0. Reference: ``(s - s.rolling(w).mean()) / s.rolling(w).std()``.
     """
     out = np.empty(x.shape[0], dtype=np.float64)
     _moments_into_nb(x, window, K_ZSCORE, 1.0, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_zscore_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_zscore_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_ZSCORE, 1.0, out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_ZSCORE, 1.0)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_zscore_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_zscore_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_ZSCORE, 1.0, out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_ZSCORE, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_zscore_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_zscore_nb`."""
+    """State of streaming :func:`rolling_zscore_nb`."""
     return _moments_state_nb(window, 1.0)
 
 
 @njit(cache=True, nogil=True)
 def rolling_zscore_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return its z-score in the window ending at it."""
-    return _moments_step_nb(state, x, K_ZSCORE)
+    return _moments_update_nb(state, x, K_ZSCORE)
 
 
 @njit(cache=True, nogil=True)
 def realised_vol_nb(x: np.ndarray, window: int, periods_per_year: float = 252.0) -> np.ndarray:
-    """Realised volatility of prices ``x``: rolling std of log returns x ``sqrt(periods_per_year)``.
+    """Realised volatility of prices: rolling std of log returns times ``sqrt(periods_per_year)``.
 
     The log returns are those of :func:`log_returns_nb` (NaN at ``t = 0``), so the first value
     is at ``t = window``; the std is the sample std (ddof=1) of the last ``window`` returns.
-    ``periods_per_year`` annualises: 252 (default) for daily bars, 52 weekly, 12 monthly,
-    ``252 * 390`` for US-equity 1-minute bars, ``365 * 1440`` for 24/7 crypto minutes.
+    ``periods_per_year`` annualises: 252 (the default) for daily bars, 52 weekly, 12 monthly,
+    ``252 * 390`` for US-equity minutes, ``365 * 1440`` for 24/7 crypto minutes.
     Reference: ``np.log(s).diff().rolling(window).std() * np.sqrt(periods_per_year)``.
     """
     out = np.empty(x.shape[0], dtype=np.float64)
@@ -930,118 +977,94 @@ def realised_vol_nb(x: np.ndarray, window: int, periods_per_year: float = 252.0)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def realised_vol_2d_nb(x: np.ndarray, window: int, periods_per_year: float = 252.0) -> np.ndarray:
     """:func:`realised_vol_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _moments_into_nb(x[:, j], window, K_RVOL, math.sqrt(periods_per_year), out[:, j])
-    return out
+    return _moments_2d_nb(x, window, K_RVOL, math.sqrt(periods_per_year))
 
 
-@njit(cache=True, nogil=True, parallel=True)
-def realised_vol_grid_nb(x: np.ndarray, windows: np.ndarray, periods_per_year: float = 252.0) -> np.ndarray:
+@njit(cache=True, nogil=True)
+def realised_vol_grid_nb(
+    x: np.ndarray, windows: np.ndarray, periods_per_year: float = 252.0
+) -> np.ndarray:
     """:func:`realised_vol_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _moments_into_nb(x, windows[p], K_RVOL, math.sqrt(periods_per_year), out[:, p])
-    return out
+    return _moments_grid_nb(x, windows, K_RVOL, math.sqrt(periods_per_year))
 
 
 @njit(cache=True, nogil=True)
 def realised_vol_state_nb(window: int, periods_per_year: float = 252.0) -> np.ndarray:
-    """State of a streaming :func:`realised_vol_nb` (it keeps the previous price)."""
+    """State of streaming :func:`realised_vol_nb` (it keeps the previous price too)."""
     return _moments_state_nb(window, math.sqrt(periods_per_year))
 
 
 @njit(cache=True, nogil=True)
 def realised_vol_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one price; return the annualised volatility of the window ending at it."""
-    return _moments_step_nb(state, x, K_RVOL)
-
-
-# ---------------------------------------------------------------------------------------------
-# Public min/max kernels
+    return _moments_update_nb(state, x, K_RVOL)
 
 
 @njit(cache=True, nogil=True)
 def rolling_min_nb(x: np.ndarray, window: int) -> np.ndarray:
-    """Rolling minimum (monotonic deque, O(1) amortised). Reference: ``rolling(window).min()``."""
+    """Rolling minimum (monotonic deque). Reference: ``pd.Series(x).rolling(window).min()``."""
     out = np.empty(x.shape[0], dtype=np.float64)
     _minmax_into_nb(x, window, False, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_min_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_min_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _minmax_into_nb(x[:, j], window, False, out[:, j])
-    return out
+    return _minmax_2d_nb(x, window, False)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_min_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_min_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _minmax_into_nb(x, windows[p], False, out[:, p])
-    return out
+    return _minmax_grid_nb(x, windows, False)
 
 
 @njit(cache=True, nogil=True)
 def rolling_min_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_min_nb` (the deque lives in it)."""
+    """State of streaming :func:`rolling_min_nb` (the deque lives in it)."""
     return _minmax_state_nb(window, False)
 
 
 @njit(cache=True, nogil=True)
 def rolling_min_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the minimum of the window ending at it."""
-    return _minmax_step_nb(state, x)
+    return _minmax_update_nb(state, x)
 
 
 @njit(cache=True, nogil=True)
 def rolling_max_nb(x: np.ndarray, window: int) -> np.ndarray:
-    """Rolling maximum (monotonic deque, O(1) amortised). Reference: ``rolling(window).max()``."""
+    """Rolling maximum (monotonic deque). Reference: ``pd.Series(x).rolling(window).max()``."""
     out = np.empty(x.shape[0], dtype=np.float64)
     _minmax_into_nb(x, window, True, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_max_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_max_nb` of each column of ``x[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _minmax_into_nb(x[:, j], window, True, out[:, j])
-    return out
+    return _minmax_2d_nb(x, window, True)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_max_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_max_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _minmax_into_nb(x, windows[p], True, out[:, p])
-    return out
+    return _minmax_grid_nb(x, windows, True)
 
 
 @njit(cache=True, nogil=True)
 def rolling_max_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_max_nb` (the deque lives in it)."""
+    """State of streaming :func:`rolling_max_nb` (the deque lives in it)."""
     return _minmax_state_nb(window, True)
 
 
 @njit(cache=True, nogil=True)
 def rolling_max_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the maximum of the window ending at it."""
-    return _minmax_step_nb(state, x)
-
-
-# ---------------------------------------------------------------------------------------------
-# Public bivariate kernels
+    return _minmax_update_nb(state, x)
 
 
 @njit(cache=True, nogil=True)
@@ -1056,74 +1079,62 @@ def rolling_corr_nb(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_corr_2d_nb(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_corr_nb` of each column pair of ``x[T, N]`` and ``y[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _bivar_into_nb(x[:, j], y[:, j], window, K_CORR, out[:, j])
-    return out
+    return _bivar_2d_nb(x, y, window, K_CORR)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_corr_grid_nb(x: np.ndarray, y: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_corr_nb` of ``x, y`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _bivar_into_nb(x, y, windows[p], K_CORR, out[:, p])
-    return out
+    return _bivar_grid_nb(x, y, windows, K_CORR)
 
 
 @njit(cache=True, nogil=True)
 def rolling_corr_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_corr_nb`."""
+    """State of streaming :func:`rolling_corr_nb`."""
     return _bivar_state_nb(window)
 
 
 @njit(cache=True, nogil=True)
 def rolling_corr_update_nb(state: np.ndarray, x: float, y: float) -> float:
     """Feed one pair; return the correlation of the window ending at it."""
-    return _bivar_step_nb(state, x, y, K_CORR)
+    return _bivar_update_nb(state, x, y, K_CORR)
 
 
 @njit(cache=True, nogil=True)
 def rolling_beta_nb(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     """Rolling beta of ``x`` on ``y``: ``cov(x, y) / var(y)`` (sample, ddof=1 in both).
 
-    The slope of the least-squares regression of ``x`` on ``y`` (e.g. asset returns ``x`` on
-    market returns ``y``). NaN when ``y`` is constant over the window. Reference:
-    ``sx.rolling(w).cov(sy) / sy.rolling(w).var()``.
+    The least-squares slope of ``x`` regressed on ``y`` (asset returns ``x`` on market returns
+    ``y``). NaN when ``y`` is constant over the window, ``0.0`` when only ``x`` is.
+    Reference: ``sx.rolling(w).cov(sy) / sy.rolling(w).var()``.
     """
     out = np.empty(x.shape[0], dtype=np.float64)
     _bivar_into_nb(x, y, window, K_BETA, out)
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_beta_2d_nb(x: np.ndarray, y: np.ndarray, window: int) -> np.ndarray:
     """:func:`rolling_beta_nb` of each column pair of ``x[T, N]`` and ``y[T, N]``."""
-    out = np.empty(x.shape, dtype=np.float64)
-    for j in prange(x.shape[1]):
-        _bivar_into_nb(x[:, j], y[:, j], window, K_BETA, out[:, j])
-    return out
+    return _bivar_2d_nb(x, y, window, K_BETA)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def rolling_beta_grid_nb(x: np.ndarray, y: np.ndarray, windows: np.ndarray) -> np.ndarray:
     """:func:`rolling_beta_nb` of ``x, y`` for each of ``windows``: ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _bivar_into_nb(x, y, windows[p], K_BETA, out[:, p])
-    return out
+    return _bivar_grid_nb(x, y, windows, K_BETA)
 
 
 @njit(cache=True, nogil=True)
 def rolling_beta_state_nb(window: int) -> np.ndarray:
-    """State of a streaming :func:`rolling_beta_nb`."""
+    """State of streaming :func:`rolling_beta_nb`."""
     return _bivar_state_nb(window)
 
 
 @njit(cache=True, nogil=True)
 def rolling_beta_update_nb(state: np.ndarray, x: float, y: float) -> float:
     """Feed one pair; return the beta of ``x`` on ``y`` over the window ending at it."""
-    return _bivar_step_nb(state, x, y, K_BETA)
+    return _bivar_update_nb(state, x, y, K_BETA)
