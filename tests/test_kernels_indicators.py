@@ -17,6 +17,7 @@ import numba
 import numpy as np
 import pandas as pd
 import polars as pl
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from numpy.lib.stride_tricks import sliding_window_view
@@ -530,3 +531,85 @@ def test_real_spy_minutes() -> None:
     ).to_series().to_numpy()
     assert_close(got, want)
     assert not math.isnan(got[-1])
+
+
+# ---------------------------------------------------------------------------------------------
+# Caller-provided output arrays
+
+BATCH = sorted(n for n in ki.__all__ if not n.endswith(("_state_nb", "_update_nb")))
+# Parameters of each family: 1-D/2-D form, grid form (zipped int64/float64 arrays).
+BATCH_PARAMS = {
+    "ema": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
+    "macd": ((3, 7, 4), tuple(np.array(v, dtype=np.int64) for v in ([3, 1, 12], [7, 2, 26], [4, 1, 9]))),
+    "wma": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
+    "bollinger": ((5, 2.0), (np.array([1, 3, 20], dtype=np.int64), np.array([2.0, 1.5, 3.0]))),
+    "rsi": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
+    "atr": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
+    "vwap": ((), ()),
+    "rolling_vwap": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
+    "obv": ((), ()),
+}
+
+
+def batch_args(name: str, rng: np.random.Generator) -> tuple:
+    """Inputs (with NaN and inf) and parameters of the batch kernel ``name``."""
+    t = 257
+    shape = (t, 3) if name.endswith("_2d_nb") else (t,)
+    family = name.removesuffix("_nb").removesuffix("_2d").removesuffix("_grid")
+
+    def spoil(x: np.ndarray) -> np.ndarray:
+        x[rng.random(shape) < 0.03] = np.nan
+        x[rng.random(shape) < 0.01] = np.inf
+        return x
+
+    close = 100.0 + rng.standard_normal(shape).cumsum(axis=0)
+    if family == "atr":
+        spread = rng.random(shape)
+        inputs = (spoil(close + spread), spoil(close - spread), spoil(close.copy()))
+    elif family in ("vwap", "rolling_vwap", "obv"):
+        volume = rng.integers(0, 1000, shape).astype(np.float64)
+        inputs = (spoil(close), spoil(volume))
+    else:
+        inputs = (spoil(close),)
+    one, grid = BATCH_PARAMS[family]
+    return inputs + (grid if name.endswith("_grid_nb") else one)
+
+
+def dirty_out(want: np.ndarray, layout: str) -> np.ndarray:
+    """A buffer of ``want``'s shape full of 7.0; "view": a strided slice of a wider array."""
+    if layout == "contiguous":
+        return np.full(want.shape, 7.0)
+    wide = np.full((want.shape[0], 2 * (want.shape[1] if want.ndim == 2 else 1) + 1), 7.0)[:, 1::2]
+    out = wide[:, 0] if want.ndim == 1 else wide
+    assert not out.flags.c_contiguous
+    return out
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "view"])
+@pytest.mark.parametrize("name", BATCH)
+def test_batch_kernels_write_into_out(name: str, layout: str) -> None:
+    """``out=`` gives the allocating call's result bit for bit, written into (and returned as) ``out``.
+
+    Multi-output kernels take a tuple of three arrays, returned as the result tuple.
+    """
+    f = getattr(ki, name)
+    args = batch_args(name, np.random.default_rng(len(name)))
+    want = f(*args)
+    if isinstance(want, tuple):
+        out = tuple(dirty_out(w, layout) for w in want)
+        got = f(*args, out=out)
+        assert isinstance(got, tuple) and len(got) == 3
+        pairs = list(zip(got, out, want, strict=True))
+        again = f(*args, None)
+    else:
+        out = dirty_out(want, layout)
+        got = f(*args, out=out)
+        pairs = [(got, out, want)]
+        again = (f(*args, None),)  # out=None given explicitly allocates
+        want = (want,)
+    for g, o, w in pairs:
+        assert g is o
+        assert np.array_equal(g, w, equal_nan=True)
+        assert_identical(o, w)
+    for a, w in zip(again, want, strict=True):
+        assert_identical(a, w)

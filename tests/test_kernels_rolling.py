@@ -567,3 +567,48 @@ def test_spy_realised_volatility_matches_pandas() -> None:
     grid = kr.realised_vol_grid_nb(spy, np.array([21, 63], dtype=np.int64), 252.0)
     assert_same(grid[:, 0], got)
     assert 0.05 < np.nanmedian(got) < 0.4  # SPY's annualised daily volatility is ~15-20%
+
+
+# ---------------------------------------------------------------------------------------------
+# Caller-provided output arrays
+
+BATCH = sorted(n for n in kr.__all__ if not n.endswith(("_state_nb", "_update_nb")))
+
+
+def batch_args(name: str, rng: np.random.Generator) -> tuple:
+    """Inputs (with NaN and inf) and parameters of the batch kernel ``name``."""
+    t, n = 257, 3
+    shape = (t, n) if name.endswith("_2d_nb") else (t,)
+
+    def walk() -> np.ndarray:
+        x = 100.0 + rng.standard_normal(shape).cumsum(axis=0)
+        x[rng.random(shape) < 0.03] = NAN
+        x[rng.random(shape) < 0.01] = INF
+        return x
+
+    inputs = (walk(), walk()) if "_corr_" in name or "_beta_" in name else (walk(),)
+    if "returns" in name:
+        return inputs
+    params = (np.array([1, 2, 7, 40], dtype=np.int64),) if name.endswith("_grid_nb") else (7,)
+    return inputs + params + ((52.0,) if name.startswith("realised_vol") else ())
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "view"])
+@pytest.mark.parametrize("name", BATCH)
+def test_batch_kernels_write_into_out(name: str, layout: str) -> None:
+    """``out=`` gives the allocating call's result bit for bit, written into (and returned as) ``out``."""
+    f = getattr(kr, name)
+    args = batch_args(name, np.random.default_rng(len(name)))
+    want = f(*args)
+    # A dirty buffer, so every element must be written; "view": a strided slice of a wider array.
+    if layout == "contiguous":
+        out = np.full(want.shape, 7.0)
+    else:
+        out = np.full((want.shape[0], 2 * (want.shape[1] if want.ndim == 2 else 1) + 1), 7.0)[:, 1::2]
+        out = out[:, 0] if want.ndim == 1 else out
+        assert not out.flags.c_contiguous
+    got = f(*args, out=out)
+    assert got is out
+    assert np.array_equal(got, want, equal_nan=True)
+    assert_same(out, want)
+    assert_same(f(*args, None), want)  # out=None given explicitly allocates

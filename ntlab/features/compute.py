@@ -48,9 +48,17 @@ def _float_array(series: pl.Series, what: str) -> np.ndarray:
     return series.cast(pl.Float64).to_numpy()
 
 
+def _out(spec: Indicator, shape: tuple[int, ...]) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Output buffers allocated by NumPy (huge-page advised), not inside the kernel: a fresh
+    10 M-row output costs about half as much this way (see bench_notebooks/kernels.ipynb)."""
+    if len(spec.outputs) == 1:
+        return np.empty(shape)
+    return tuple(np.empty(shape) for _ in spec.outputs)
+
+
 def _run(spec: Indicator, params: tuple, series: Sequence[pl.Series]) -> pl.Series:
     arrays = [_float_array(s, f"{spec.name} input") for s in series]
-    out = spec.kernel()(*arrays, *params)
+    out = spec.kernel()(*arrays, *params, _out(spec, arrays[0].shape))
     name = series[0].name
     if len(spec.outputs) == 1:
         return pl.Series(name, out, dtype=pl.Float64)
@@ -133,7 +141,7 @@ def batch(name: str, *arrays: np.ndarray, engine: str = "auto", **params: Any) -
         msg = f"{name} has no CuPy twin yet; use engine='auto' (Numba)"
         raise EngineUnavailableError(msg)
     kernel = spec.kernel("2d" if xs[0].ndim == 2 else "")
-    return kernel(*xs, *values)
+    return kernel(*xs, *values, _out(spec, xs[0].shape))
 
 
 def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], **params: Any) -> pl.DataFrame:
@@ -159,7 +167,7 @@ def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], **
     swept = np.asarray(checked, dtype=np.int64 if first.kind is int else np.float64)
     if spec.grid_takes_all_params:  # one value of every parameter per column
         rest = tuple(np.full(swept.size, v, dtype=np.int64 if p.kind is int else np.float64) for p, v in zip(spec.params[1:], rest, strict=True))
-    out = spec.kernel("grid")(arr, swept, *rest)
+    out = spec.kernel("grid")(arr, swept, *rest, _out(spec, (arr.size, swept.size)))
     if len(spec.outputs) == 1:
         return pl.DataFrame({f"{name}_{v}": out[:, j] for j, v in enumerate(checked)})
     return pl.DataFrame({f"{name}_{o}_{v}": part[:, j] for o, part in zip(spec.outputs, out, strict=True) for j, v in enumerate(checked)})

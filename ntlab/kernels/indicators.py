@@ -19,6 +19,13 @@ Each indicator follows the conventions of :mod:`ntlab.kernels`:
   streaming form, one event per call, callable from njit code. Indicators with three outputs
   (MACD, Bollinger) return a tuple of three floats. Integer slots of a state (counters, ring
   positions) are stored as exact float64 values.
+* Every batch form (1-D, 2-D and grid) takes an optional last argument ``out=None``: the array
+  to write the result into and return (``float64``, the result's shape, a C-contiguous array or
+  a view; the caller guarantees shape and dtype, nothing is checked, and it may not overlap the
+  inputs); for the multi-output kernels (MACD, Bollinger) a tuple of three such arrays in the
+  order of the result. With ``out=None`` the kernel allocates its result. Reusing ``out``
+  across calls saves the page faults of a fresh allocation; the numbers are the same bit for
+  bit either way.
 
 The batch kernels build the same state and loop over the same scalar step function as the
 update kernels, so streaming a series event by event gives the batch result bit for bit.
@@ -165,7 +172,7 @@ def _ema_run_nb(x: np.ndarray, span: int, out: np.ndarray) -> None:
 
 
 @njit(**_KW)
-def ema_nb(x: np.ndarray, span: int) -> np.ndarray:
+def ema_nb(x: np.ndarray, span: int, out: np.ndarray | None = None) -> np.ndarray:
     """Exponential moving average with ``alpha = 2 / (span + 1)``.
 
     Parameters
@@ -188,24 +195,27 @@ def ema_nb(x: np.ndarray, span: int) -> np.ndarray:
     ``ewm(span=span, adjust=False, ignore_na=True, min_periods=span).mean()``, NaN where the input
     is missing.
     """
-    out = np.empty(x.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape[0], dtype=np.float64)
     _ema_run_nb(x, span, out)
     return out
 
 
 @njit(**_PAR)
-def ema_2d_nb(x: np.ndarray, span: int) -> np.ndarray:
+def ema_2d_nb(x: np.ndarray, span: int, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`ema_nb` of each column of ``x`` (``float64[T, N]``)."""
-    out = np.empty(x.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float64)
     for j in prange(x.shape[1]):
         _ema_run_nb(x[:, j], span, out[:, j])
     return out
 
 
 @njit(**_PAR)
-def ema_grid_nb(x: np.ndarray, spans: np.ndarray) -> np.ndarray:
+def ema_grid_nb(x: np.ndarray, spans: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`ema_nb` of ``x`` for each span in ``spans`` (``int64[P]``): ``float64[T, P]``."""
-    out = np.empty((x.shape[0], spans.shape[0]), dtype=np.float64)
+    if out is None:
+        out = np.empty((x.shape[0], spans.shape[0]), dtype=np.float64)
     for p in prange(spans.shape[0]):
         _ema_run_nb(x, spans[p], out[:, p])
     return out
@@ -265,7 +275,8 @@ def _macd_run_nb(x: np.ndarray, fast: int, slow: int, signal: int, o_m: np.ndarr
 
 
 @njit(**_KW)
-def macd_nb(x: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macd_nb(x: np.ndarray, fast: int, slow: int, signal: int,
+            out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Moving Average Convergence/Divergence (Gerald Appel): ``(macd, signal, hist)``.
 
     Parameters
@@ -292,35 +303,45 @@ def macd_nb(x: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarra
     MACD line.
     """
     n = x.shape[0]
-    o_m = np.empty(n, dtype=np.float64)
-    o_s = np.empty(n, dtype=np.float64)
-    o_h = np.empty(n, dtype=np.float64)
+    if out is None:
+        o_m = np.empty(n, dtype=np.float64)
+        o_s = np.empty(n, dtype=np.float64)
+        o_h = np.empty(n, dtype=np.float64)
+    else:
+        o_m, o_s, o_h = out
     _macd_run_nb(x, fast, slow, signal, o_m, o_s, o_h)
     return o_m, o_s, o_h
 
 
 @njit(**_PAR)
-def macd_2d_nb(x: np.ndarray, fast: int, slow: int, signal: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macd_2d_nb(x: np.ndarray, fast: int, slow: int, signal: int,
+               out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`macd_nb` of each column of ``x`` (``float64[T, N]``): three ``float64[T, N]``."""
-    o_m = np.empty(x.shape, dtype=np.float64)
-    o_s = np.empty(x.shape, dtype=np.float64)
-    o_h = np.empty(x.shape, dtype=np.float64)
+    if out is None:
+        o_m = np.empty(x.shape, dtype=np.float64)
+        o_s = np.empty(x.shape, dtype=np.float64)
+        o_h = np.empty(x.shape, dtype=np.float64)
+    else:
+        o_m, o_s, o_h = out
     for j in prange(x.shape[1]):
         _macd_run_nb(x[:, j], fast, slow, signal, o_m[:, j], o_s[:, j], o_h[:, j])
     return o_m, o_s, o_h
 
 
 @njit(**_PAR)
-def macd_grid_nb(x: np.ndarray, fasts: np.ndarray, slows: np.ndarray,
-                 signals: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def macd_grid_nb(x: np.ndarray, fasts: np.ndarray, slows: np.ndarray, signals: np.ndarray,
+                 out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`macd_nb` of ``x`` for zipped ``int64[P]`` spans: three ``float64[T, P]``.
 
     Column ``p`` uses ``(fasts[p], slows[p], signals[p])``; the three arrays have length ``P``.
     """
     shape = (x.shape[0], fasts.shape[0])
-    o_m = np.empty(shape, dtype=np.float64)
-    o_s = np.empty(shape, dtype=np.float64)
-    o_h = np.empty(shape, dtype=np.float64)
+    if out is None:
+        o_m = np.empty(shape, dtype=np.float64)
+        o_s = np.empty(shape, dtype=np.float64)
+        o_h = np.empty(shape, dtype=np.float64)
+    else:
+        o_m, o_s, o_h = out
     for p in prange(fasts.shape[0]):
         _macd_run_nb(x, fasts[p], slows[p], signals[p], o_m[:, p], o_s[:, p], o_h[:, p])
     return o_m, o_s, o_h
@@ -389,7 +410,7 @@ def _wma_run_nb(x: np.ndarray, window: int, out: np.ndarray) -> None:
 
 
 @njit(**_KW)
-def wma_nb(x: np.ndarray, window: int) -> np.ndarray:
+def wma_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Linearly weighted moving average, weights ``1..window`` (the newest weighs ``window``).
 
     Parameters
@@ -411,24 +432,27 @@ def wma_nb(x: np.ndarray, window: int) -> np.ndarray:
     events; a window containing a missing value gives NaN. Reference: NumPy
     ``sliding_window_view(x, n) @ arange(1, n + 1) / (n (n + 1) / 2)``.
     """
-    out = np.empty(x.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape[0], dtype=np.float64)
     _wma_run_nb(x, window, out)
     return out
 
 
 @njit(**_PAR)
-def wma_2d_nb(x: np.ndarray, window: int) -> np.ndarray:
+def wma_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`wma_nb` of each column of ``x`` (``float64[T, N]``)."""
-    out = np.empty(x.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float64)
     for j in prange(x.shape[1]):
         _wma_run_nb(x[:, j], window, out[:, j])
     return out
 
 
 @njit(**_PAR)
-def wma_grid_nb(x: np.ndarray, windows: np.ndarray) -> np.ndarray:
+def wma_grid_nb(x: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`wma_nb` of ``x`` for each window in ``windows`` (``int64[P]``): ``float64[T, P]``."""
-    out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
+    if out is None:
+        out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
     for p in prange(windows.shape[0]):
         _wma_run_nb(x, windows[p], out[:, p])
     return out
@@ -544,7 +568,8 @@ def _bb_run_nb(x: np.ndarray, window: int, k: float, o_u: np.ndarray, o_m: np.nd
 
 
 @njit(**_KW)
-def bollinger_nb(x: np.ndarray, window: int, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bollinger_nb(x: np.ndarray, window: int, k: float,
+                 out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Bollinger bands: ``(upper, middle, lower)``.
 
     Parameters
@@ -571,34 +596,45 @@ def bollinger_nb(x: np.ndarray, window: int, k: float) -> tuple[np.ndarray, np.n
     ``.std(ddof=0)``.
     """
     n = x.shape[0]
-    o_u = np.empty(n, dtype=np.float64)
-    o_m = np.empty(n, dtype=np.float64)
-    o_l = np.empty(n, dtype=np.float64)
+    if out is None:
+        o_u = np.empty(n, dtype=np.float64)
+        o_m = np.empty(n, dtype=np.float64)
+        o_l = np.empty(n, dtype=np.float64)
+    else:
+        o_u, o_m, o_l = out
     _bb_run_nb(x, window, k, o_u, o_m, o_l)
     return o_u, o_m, o_l
 
 
 @njit(**_PAR)
-def bollinger_2d_nb(x: np.ndarray, window: int, k: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bollinger_2d_nb(x: np.ndarray, window: int, k: float,
+                    out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`bollinger_nb` of each column of ``x`` (``float64[T, N]``): three ``float64[T, N]``."""
-    o_u = np.empty(x.shape, dtype=np.float64)
-    o_m = np.empty(x.shape, dtype=np.float64)
-    o_l = np.empty(x.shape, dtype=np.float64)
+    if out is None:
+        o_u = np.empty(x.shape, dtype=np.float64)
+        o_m = np.empty(x.shape, dtype=np.float64)
+        o_l = np.empty(x.shape, dtype=np.float64)
+    else:
+        o_u, o_m, o_l = out
     for j in prange(x.shape[1]):
         _bb_run_nb(x[:, j], window, k, o_u[:, j], o_m[:, j], o_l[:, j])
     return o_u, o_m, o_l
 
 
 @njit(**_PAR)
-def bollinger_grid_nb(x: np.ndarray, windows: np.ndarray, ks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def bollinger_grid_nb(x: np.ndarray, windows: np.ndarray, ks: np.ndarray,
+                      out: tuple | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """:func:`bollinger_nb` of ``x`` for zipped ``windows`` (``int64[P]``) and ``ks`` (``float64[P]``).
 
     Returns three ``float64[T, P]``; column ``p`` uses ``(windows[p], ks[p])``.
     """
     shape = (x.shape[0], windows.shape[0])
-    o_u = np.empty(shape, dtype=np.float64)
-    o_m = np.empty(shape, dtype=np.float64)
-    o_l = np.empty(shape, dtype=np.float64)
+    if out is None:
+        o_u = np.empty(shape, dtype=np.float64)
+        o_m = np.empty(shape, dtype=np.float64)
+        o_l = np.empty(shape, dtype=np.float64)
+    else:
+        o_u, o_m, o_l = out
     for p in prange(windows.shape[0]):
         _bb_run_nb(x, windows[p], ks[p], o_u[:, p], o_m[:, p], o_l[:, p])
     return o_u, o_m, o_l
@@ -665,7 +701,7 @@ def _rsi_run_nb(x: np.ndarray, period: int, out: np.ndarray) -> None:
 
 
 @njit(**_KW)
-def rsi_nb(x: np.ndarray, period: int) -> np.ndarray:
+def rsi_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """Relative Strength Index, J. Welles Wilder (1978), in ``[0, 100]``.
 
     Parameters
@@ -691,24 +727,27 @@ def rsi_nb(x: np.ndarray, period: int) -> np.ndarray:
     valid value). Reference: a NumPy loop of Wilder's definition, and pandas
     ``ewm(alpha=1/n, adjust=False)`` of gains and losses after the seed.
     """
-    out = np.empty(x.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape[0], dtype=np.float64)
     _rsi_run_nb(x, period, out)
     return out
 
 
 @njit(**_PAR)
-def rsi_2d_nb(x: np.ndarray, period: int) -> np.ndarray:
+def rsi_2d_nb(x: np.ndarray, period: int, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rsi_nb` of each column of ``x`` (``float64[T, N]``)."""
-    out = np.empty(x.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(x.shape, dtype=np.float64)
     for j in prange(x.shape[1]):
         _rsi_run_nb(x[:, j], period, out[:, j])
     return out
 
 
 @njit(**_PAR)
-def rsi_grid_nb(x: np.ndarray, periods: np.ndarray) -> np.ndarray:
+def rsi_grid_nb(x: np.ndarray, periods: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rsi_nb` of ``x`` for each period in ``periods`` (``int64[P]``): ``float64[T, P]``."""
-    out = np.empty((x.shape[0], periods.shape[0]), dtype=np.float64)
+    if out is None:
+        out = np.empty((x.shape[0], periods.shape[0]), dtype=np.float64)
     for p in prange(periods.shape[0]):
         _rsi_run_nb(x, periods[p], out[:, p])
     return out
@@ -768,7 +807,8 @@ def _atr_run_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: in
 
 
 @njit(**_KW)
-def atr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
+def atr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int,
+           out: np.ndarray | None = None) -> np.ndarray:
     """Average True Range, J. Welles Wilder (1978).
 
     Parameters
@@ -791,24 +831,29 @@ def atr_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) ->
     ``n``). A bar with a missing high, low or close gives NaN and is skipped (the next true range
     uses the last valid close). Reference: a NumPy loop of Wilder's definition.
     """
-    out = np.empty(high.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(high.shape[0], dtype=np.float64)
     _atr_run_nb(high, low, close, period, out)
     return out
 
 
 @njit(**_PAR)
-def atr_2d_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int) -> np.ndarray:
+def atr_2d_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, period: int,
+              out: np.ndarray | None = None) -> np.ndarray:
     """:func:`atr_nb` of each column of ``high``, ``low``, ``close`` (``float64[T, N]`` each)."""
-    out = np.empty(high.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(high.shape, dtype=np.float64)
     for j in prange(high.shape[1]):
         _atr_run_nb(high[:, j], low[:, j], close[:, j], period, out[:, j])
     return out
 
 
 @njit(**_PAR)
-def atr_grid_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, periods: np.ndarray) -> np.ndarray:
+def atr_grid_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, periods: np.ndarray,
+                out: np.ndarray | None = None) -> np.ndarray:
     """:func:`atr_nb` for each period in ``periods`` (``int64[P]``): ``float64[T, P]``."""
-    out = np.empty((high.shape[0], periods.shape[0]), dtype=np.float64)
+    if out is None:
+        out = np.empty((high.shape[0], periods.shape[0]), dtype=np.float64)
     for p in prange(periods.shape[0]):
         _atr_run_nb(high, low, close, periods[p], out[:, p])
     return out
@@ -852,7 +897,7 @@ def _vwap_run_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray) -> None
 
 
 @njit(**_KW)
-def vwap_nb(price: np.ndarray, volume: np.ndarray) -> np.ndarray:
+def vwap_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """Volume-weighted average price, cumulative from the start of the series.
 
     Parameters
@@ -873,15 +918,17 @@ def vwap_nb(price: np.ndarray, volume: np.ndarray) -> np.ndarray:
     An event with a missing price or volume gives NaN and is skipped. Reference: NumPy ``cumsum``
     in extended precision.
     """
-    out = np.empty(price.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(price.shape[0], dtype=np.float64)
     _vwap_run_nb(price, volume, out)
     return out
 
 
 @njit(**_PAR)
-def vwap_2d_nb(price: np.ndarray, volume: np.ndarray) -> np.ndarray:
+def vwap_2d_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`vwap_nb` of each column of ``price``, ``volume`` (``float64[T, N]`` each)."""
-    out = np.empty(price.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(price.shape, dtype=np.float64)
     for j in prange(price.shape[1]):
         _vwap_run_nb(price[:, j], volume[:, j], out[:, j])
     return out
@@ -952,7 +999,8 @@ def _rv_run_nb(price: np.ndarray, volume: np.ndarray, window: int, out: np.ndarr
 
 
 @njit(**_KW)
-def rolling_vwap_nb(price: np.ndarray, volume: np.ndarray, window: int) -> np.ndarray:
+def rolling_vwap_nb(price: np.ndarray, volume: np.ndarray, window: int,
+                    out: np.ndarray | None = None) -> np.ndarray:
     """Volume-weighted average price over the last ``window`` events.
 
     Parameters
@@ -974,24 +1022,29 @@ def rolling_vwap_nb(price: np.ndarray, volume: np.ndarray, window: int) -> np.nd
     the caller resets per session if wanted. Reference: NumPy ``sliding_window_view`` sums of
     ``price * volume`` and of ``volume``; pandas ``rolling(window).sum()``.
     """
-    out = np.empty(price.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(price.shape[0], dtype=np.float64)
     _rv_run_nb(price, volume, window, out)
     return out
 
 
 @njit(**_PAR)
-def rolling_vwap_2d_nb(price: np.ndarray, volume: np.ndarray, window: int) -> np.ndarray:
+def rolling_vwap_2d_nb(price: np.ndarray, volume: np.ndarray, window: int,
+                       out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rolling_vwap_nb` of each column of ``price``, ``volume`` (``float64[T, N]`` each)."""
-    out = np.empty(price.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(price.shape, dtype=np.float64)
     for j in prange(price.shape[1]):
         _rv_run_nb(price[:, j], volume[:, j], window, out[:, j])
     return out
 
 
 @njit(**_PAR)
-def rolling_vwap_grid_nb(price: np.ndarray, volume: np.ndarray, windows: np.ndarray) -> np.ndarray:
+def rolling_vwap_grid_nb(price: np.ndarray, volume: np.ndarray, windows: np.ndarray,
+                         out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rolling_vwap_nb` for each window in ``windows`` (``int64[P]``): ``float64[T, P]``."""
-    out = np.empty((price.shape[0], windows.shape[0]), dtype=np.float64)
+    if out is None:
+        out = np.empty((price.shape[0], windows.shape[0]), dtype=np.float64)
     for p in prange(windows.shape[0]):
         _rv_run_nb(price, volume, windows[p], out[:, p])
     return out
@@ -1037,7 +1090,7 @@ def _obv_run_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray) -> None:
 
 
 @njit(**_KW)
-def obv_nb(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
+def obv_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """On-Balance Volume, Joseph Granville (1963).
 
     Parameters
@@ -1056,15 +1109,17 @@ def obv_nb(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
     with a missing close or volume gives NaN and is skipped (the next comparison uses the last
     valid close). Reference: NumPy ``cumsum(sign(diff(close)) * volume)`` in extended precision.
     """
-    out = np.empty(close.shape[0], dtype=np.float64)
+    if out is None:
+        out = np.empty(close.shape[0], dtype=np.float64)
     _obv_run_nb(close, volume, out)
     return out
 
 
 @njit(**_PAR)
-def obv_2d_nb(close: np.ndarray, volume: np.ndarray) -> np.ndarray:
+def obv_2d_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`obv_nb` of each column of ``close``, ``volume`` (``float64[T, N]`` each)."""
-    out = np.empty(close.shape, dtype=np.float64)
+    if out is None:
+        out = np.empty(close.shape, dtype=np.float64)
     for j in prange(close.shape[1]):
         _obv_run_nb(close[:, j], volume[:, j], out[:, j])
     return out
