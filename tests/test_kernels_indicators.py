@@ -24,6 +24,10 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 import ntlab.datasets
 from ntlab.kernels import indicators as ki
+from ntlab.kernels import volume as kv
+
+# The indicator kernel modules: technical indicators, volume indicators.
+MODULES = (ki, kv)
 
 NO_JIT = bool(numba.config.DISABLE_JIT)
 PROPERTY = settings(
@@ -333,22 +337,22 @@ def test_atr(hlc: tuple[np.ndarray, np.ndarray, np.ndarray], period: int) -> Non
 @PROPERTY
 @given(price_volume())
 def test_vwap(pv: tuple[np.ndarray, np.ndarray]) -> None:
-    (out,) = check_forms(ki.vwap_nb, ki.vwap_2d_nb, None, ki.vwap_state_nb, ki.vwap_update_nb, pv, (), ())
+    (out,) = check_forms(kv.vwap_nb, kv.vwap_2d_nb, None, kv.vwap_state_nb, kv.vwap_update_nb, pv, (), ())
     assert_close(out, vwap_ref(*pv), scale(pv[0]))
 
 
 @PROPERTY
 @given(price_volume(), PERIOD)
 def test_rolling_vwap(pv: tuple[np.ndarray, np.ndarray], window: int) -> None:
-    (out,) = check_forms(ki.rolling_vwap_nb, ki.rolling_vwap_2d_nb, ki.rolling_vwap_grid_nb,
-                         ki.rolling_vwap_state_nb, ki.rolling_vwap_update_nb, pv, (window,), (grid_of(window),))
+    (out,) = check_forms(kv.rolling_vwap_nb, kv.rolling_vwap_2d_nb, kv.rolling_vwap_grid_nb,
+                         kv.rolling_vwap_state_nb, kv.rolling_vwap_update_nb, pv, (window,), (grid_of(window),))
     assert_close(out, rolling_vwap_ref(*pv, window), scale(pv[0]))
 
 
 @PROPERTY
 @given(price_volume())
 def test_obv(cv: tuple[np.ndarray, np.ndarray]) -> None:
-    (out,) = check_forms(ki.obv_nb, ki.obv_2d_nb, None, ki.obv_state_nb, ki.obv_update_nb, cv, (), ())
+    (out,) = check_forms(kv.obv_nb, kv.obv_2d_nb, None, kv.obv_state_nb, kv.obv_update_nb, cv, (), ())
     assert_close(out, obv_ref(*cv), scale(cv[1]))
 
 
@@ -357,8 +361,9 @@ def test_obv(cv: tuple[np.ndarray, np.ndarray]) -> None:
 
 
 def test_docstring_examples_run() -> None:
-    result = doctest.testmod(ki, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert result.attempted > 0 and result.failed == 0
+    for module in MODULES:
+        result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
+        assert result.attempted > 0 and result.failed == 0, module.__name__
 
 
 def test_ema_is_pandas_ewm_adjust_false_after_warm_up() -> None:
@@ -442,21 +447,21 @@ def test_atr_first_true_range_and_period_one() -> None:
 
 def test_vwap_zero_volume() -> None:
     price, volume = np.array([10.0, 11.0, 12.0, 13.0, 14.0]), np.array([0.0, 0.0, 2.0, 0.0, 0.0])
-    assert_identical(ki.vwap_nb(price, volume), np.array([np.nan, np.nan, 12.0, 12.0, 12.0]))
-    assert_identical(ki.rolling_vwap_nb(price, volume, 2), np.array([np.nan, np.nan, 12.0, 12.0, np.nan]))
+    assert_identical(kv.vwap_nb(price, volume), np.array([np.nan, np.nan, 12.0, 12.0, 12.0]))
+    assert_identical(kv.rolling_vwap_nb(price, volume, 2), np.array([np.nan, np.nan, 12.0, 12.0, np.nan]))
     # volumes whose float sum does not cancel exactly still give NaN once they have left
     volume = np.array([0.1, 0.2, 0.0, 0.0, 0.7])
-    assert np.isnan(ki.rolling_vwap_nb(price, volume, 2)[3])
+    assert np.isnan(kv.rolling_vwap_nb(price, volume, 2)[3])
     # a window of volumes far below the recent past is not resolved, but never raises
     volume = np.array([1e6, 1.5e-224, 0.0, 0.0, 1.0])
-    got = ki.rolling_vwap_nb(price, volume, 2)
+    got = kv.rolling_vwap_nb(price, volume, 2)
     assert got[4] == 14.0 and not np.isinf(got).any()
 
 
 def test_obv_starts_at_zero() -> None:
     close = np.array([np.nan, 10.0, 11.0, 11.0, 10.0, 12.0])
     volume = np.array([5.0, 1.0, 2.0, 4.0, 8.0, 16.0])
-    assert_identical(ki.obv_nb(close, volume), np.array([np.nan, 0.0, 2.0, 2.0, -6.0, 10.0]))
+    assert_identical(kv.obv_nb(close, volume), np.array([np.nan, 0.0, 2.0, 2.0, -6.0, 10.0]))
 
 
 def test_update_kernels_run_inside_numba() -> None:
@@ -464,16 +469,16 @@ def test_update_kernels_run_inside_numba() -> None:
     def drive(x: np.ndarray, volume: np.ndarray) -> np.ndarray:
         out = np.empty((x.shape[0], 9))
         states = (ki.ema_state_nb(5), ki.wma_state_nb(5), ki.rsi_state_nb(5), ki.atr_state_nb(5),
-                  ki.vwap_state_nb(), ki.rolling_vwap_state_nb(5), ki.obv_state_nb(),
+                  kv.vwap_state_nb(), kv.rolling_vwap_state_nb(5), kv.obv_state_nb(),
                   ki.macd_state_nb(3, 6, 4), ki.bollinger_state_nb(5, 2.0))
         for i in range(x.shape[0]):
             out[i, 0] = ki.ema_update_nb(states[0], x[i])
             out[i, 1] = ki.wma_update_nb(states[1], x[i])
             out[i, 2] = ki.rsi_update_nb(states[2], x[i])
             out[i, 3] = ki.atr_update_nb(states[3], x[i] + 1.0, x[i] - 1.0, x[i])
-            out[i, 4] = ki.vwap_update_nb(states[4], x[i], volume[i])
-            out[i, 5] = ki.rolling_vwap_update_nb(states[5], x[i], volume[i])
-            out[i, 6] = ki.obv_update_nb(states[6], x[i], volume[i])
+            out[i, 4] = kv.vwap_update_nb(states[4], x[i], volume[i])
+            out[i, 5] = kv.rolling_vwap_update_nb(states[5], x[i], volume[i])
+            out[i, 6] = kv.obv_update_nb(states[6], x[i], volume[i])
             out[i, 7] = ki.macd_update_nb(states[7], x[i])[2]
             out[i, 8] = ki.bollinger_update_nb(states[8], x[i])[0]
         return out
@@ -483,7 +488,7 @@ def test_update_kernels_run_inside_numba() -> None:
     x[[7, 50]] = np.nan
     out = drive(x, volume)
     want = (ki.ema_nb(x, 5), ki.wma_nb(x, 5), ki.rsi_nb(x, 5), ki.atr_nb(x + 1.0, x - 1.0, x, 5),
-            ki.vwap_nb(x, volume), ki.rolling_vwap_nb(x, volume, 5), ki.obv_nb(x, volume),
+            kv.vwap_nb(x, volume), kv.rolling_vwap_nb(x, volume, 5), kv.obv_nb(x, volume),
             ki.macd_nb(x, 3, 6, 4)[2], ki.bollinger_nb(x, 5, 2.0)[0])
     for k, w in enumerate(want):
         assert_identical(out[:, k], w)
@@ -500,9 +505,9 @@ def test_no_drift_on_a_long_random_walk() -> None:
         assert_close(got, want)
     upper, _, lower = ki.bollinger_nb(x, 20, 1.0)
     np.testing.assert_allclose((upper - lower)[19:] / 2, sliding_window_view(x, 20).std(axis=1), rtol=1e-9)
-    assert_close(ki.rolling_vwap_nb(x, volume, 20), rolling_vwap_ref(x, volume, 20))
-    assert_close(ki.vwap_nb(x, volume), vwap_ref(x, volume))
-    assert_close(ki.obv_nb(x, volume), obv_ref(x, volume), 1e-3)
+    assert_close(kv.rolling_vwap_nb(x, volume, 20), rolling_vwap_ref(x, volume, 20))
+    assert_close(kv.vwap_nb(x, volume), vwap_ref(x, volume))
+    assert_close(kv.obv_nb(x, volume), obv_ref(x, volume), 1e-3)
 
 
 def test_real_spy_minutes() -> None:
@@ -525,7 +530,7 @@ def test_real_spy_minutes() -> None:
     # A session VWAP: the caller resets per day (here one vwap_nb call per date).
     day = frame["ts"].dt.date().to_numpy()
     starts = np.flatnonzero(np.r_[True, day[1:] != day[:-1]])
-    got = np.concatenate([ki.vwap_nb(close[a:b], volume[a:b]) for a, b in zip(starts, np.r_[starts[1:], len(day)], strict=True)])
+    got = np.concatenate([kv.vwap_nb(close[a:b], volume[a:b]) for a, b in zip(starts, np.r_[starts[1:], len(day)], strict=True)])
     want = frame.select(
         ((pl.col("close") * pl.col("volume")).cum_sum() / pl.col("volume").cum_sum()).over(pl.col("ts").dt.date())
     ).to_series().to_numpy()
@@ -536,7 +541,7 @@ def test_real_spy_minutes() -> None:
 # ---------------------------------------------------------------------------------------------
 # Caller-provided output arrays
 
-BATCH = sorted(n for n in ki.__all__ if not n.endswith(("_state_nb", "_update_nb")))
+BATCH = sorted(n for m in MODULES for n in m.__all__ if not n.endswith(("_state_nb", "_update_nb")))
 # Parameters of each family: 1-D/2-D form, grid form (zipped int64/float64 arrays).
 BATCH_PARAMS = {
     "ema": ((5,), (np.array([1, 3, 20], dtype=np.int64),)),
@@ -592,7 +597,7 @@ def test_batch_kernels_write_into_out(name: str, layout: str) -> None:
 
     Multi-output kernels take a tuple of three arrays, returned as the result tuple.
     """
-    f = getattr(ki, name)
+    (f,) = (getattr(m, name) for m in MODULES if name in m.__all__)
     args = batch_args(name, np.random.default_rng(len(name)))
     want = f(*args)
     if isinstance(want, tuple):

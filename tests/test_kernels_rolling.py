@@ -22,7 +22,18 @@ from numba import njit
 from numpy.lib.stride_tricks import sliding_window_view
 
 import ntlab.datasets
+from ntlab.kernels import covariance as kc
+from ntlab.kernels import extrema as kx
 from ntlab.kernels import rolling as kr
+
+# The rolling-window kernel modules: moments and returns, min/max, correlation/beta.
+MODULES = (kr, kx, kc)
+
+
+def kernel(name: str) -> Callable:
+    """The kernel ``name``, from whichever of :data:`MODULES` holds it."""
+    (module,) = (m for m in MODULES if name in m.__all__)
+    return getattr(module, name)
 
 NO_JIT = bool(numba.config.DISABLE_JIT)
 NAN = math.nan
@@ -184,7 +195,7 @@ FORMS = ("nb", "2d_nb", "grid_nb", "state_nb", "update_nb")
 
 def forms(prefix: str) -> list[Callable]:
     """The five forms of an indicator, in the order of FORMS."""
-    return [getattr(kr, f"{prefix}_{suffix}") for suffix in FORMS]
+    return [kernel(f"{prefix}_{suffix}") for suffix in FORMS]
 
 
 def check_all_forms(name: str, x: np.ndarray, window: int, *args: float) -> np.ndarray:
@@ -309,7 +320,7 @@ def test_bivariate_forms_equal_reference(kind: str, xy: list[tuple[float, float]
 @given(x=series)
 def test_returns_forms_equal_reference(log: bool, x: np.ndarray) -> None:
     name = "log_returns" if log else "returns"
-    one, two, state, update = (getattr(kr, f"{name}_{f}") for f in ("nb", "2d_nb", "state_nb", "update_nb"))
+    one, two, state, update = (kernel(f"{name}_{f}") for f in ("nb", "2d_nb", "state_nb", "update_nb"))
     got = one(x)
     out2 = two(np.column_stack([x, x[::-1]]))
     assert_same(out2[:, 0], got)
@@ -343,9 +354,9 @@ def test_warm_up_and_short_series() -> None:
     x = np.arange(1.0, 6.0)
     assert_same(kr.rolling_sum_nb(x, 3), np.array([NAN, NAN, 6.0, 9.0, 12.0]))
     for name in ("sum", "mean", "var", "std", "zscore", "min", "max"):
-        assert np.isnan(getattr(kr, f"rolling_{name}_nb")(x, 6)).all(), name  # shorter than the window
-        assert getattr(kr, f"rolling_{name}_nb")(np.empty(0), 3).shape == (0,)
-    assert np.isnan(kr.rolling_corr_nb(x, x, 6)).all()
+        assert np.isnan(kernel(f"rolling_{name}_nb")(x, 6)).all(), name  # shorter than the window
+        assert kernel(f"rolling_{name}_nb")(np.empty(0), 3).shape == (0,)
+    assert np.isnan(kc.rolling_corr_nb(x, x, 6)).all()
     assert kr.rolling_mean_2d_nb(np.empty((0, 4)), 3).shape == (0, 4)
     assert kr.rolling_mean_grid_nb(x, np.empty(0, dtype=np.int64)).shape == (5, 0)
 
@@ -354,21 +365,21 @@ def test_missing_value_leaves_the_window() -> None:
     x = np.array([1.0, 2.0, NAN, 4.0, 5.0, 6.0, INF, 8.0, 9.0, 10.0])
     expected = np.array([NAN, NAN, NAN, NAN, NAN, 15.0, NAN, NAN, NAN, 27.0])
     assert_same(kr.rolling_sum_nb(x, 3), expected)
-    assert_same(kr.rolling_max_nb(x, 3), np.array([NAN, NAN, NAN, NAN, NAN, 6.0, NAN, NAN, NAN, 10.0]))
+    assert_same(kx.rolling_max_nb(x, 3), np.array([NAN, NAN, NAN, NAN, NAN, 6.0, NAN, NAN, NAN, 10.0]))
     # pandas agrees for NaN; an infinity is missing here, pandas would propagate it
     assert_same(kr.rolling_sum_nb(x[:6], 3), pd.Series(x[:6]).rolling(3).sum().to_numpy())
     y = np.array([1.0, 2.0, 3.0, NAN, 5.0, 6.0, 7.0, 8.0])
     expected = np.array([NAN, -1.0, -1.0, NAN, NAN, NAN, -1.0, -1.0])  # a pair is missing if x or y is
-    assert_same(kr.rolling_corr_nb(y, y[::-1].copy(), 2), expected)
+    assert_same(kc.rolling_corr_nb(y, y[::-1].copy(), 2), expected)
 
 
 def test_window_of_one() -> None:
     x = np.array([3.0, NAN, -1.5])
     assert_same(kr.rolling_sum_nb(x, 1), x)
     assert_same(kr.rolling_mean_nb(x, 1), x)
-    assert_same(kr.rolling_min_nb(x, 1), x)
+    assert_same(kx.rolling_min_nb(x, 1), x)
     assert np.isnan(kr.rolling_var_nb(x, 1)).all() and np.isnan(kr.rolling_std_nb(x, 1)).all()
-    assert np.isnan(kr.rolling_beta_nb(x, x, 1)).all()
+    assert np.isnan(kc.rolling_beta_nb(x, x, 1)).all()
 
 
 def test_constant_windows_are_exact() -> None:
@@ -380,9 +391,9 @@ def test_constant_windows_are_exact() -> None:
     assert kr.rolling_std_nb(x, 3)[3] == 0.0
     assert np.isnan(kr.rolling_zscore_nb(x, 3)[:4]).all()
     ramp = np.arange(6.0)
-    assert np.isnan(kr.rolling_corr_nb(x, ramp, 3)[2:4]).all()
-    assert_same(kr.rolling_beta_nb(x, ramp, 3)[2:4], np.array([0.0, 0.0]))  # constant x: beta 0
-    assert np.isnan(kr.rolling_beta_nb(ramp, x, 3)[2:4]).all()  # constant y: undefined
+    assert np.isnan(kc.rolling_corr_nb(x, ramp, 3)[2:4]).all()
+    assert_same(kc.rolling_beta_nb(x, ramp, 3)[2:4], np.array([0.0, 0.0]))  # constant x: beta 0
+    assert np.isnan(kc.rolling_beta_nb(ramp, x, 3)[2:4]).all()  # constant y: undefined
     prices = np.array([10.0, 10.0, 10.0, 10.0, 11.0])
     assert_same(kr.realised_vol_nb(prices, 3)[3:4], np.array([0.0]))  # unchanged prices: zero vol
 
@@ -391,11 +402,11 @@ def test_beta_is_the_regression_slope() -> None:
     rng = np.random.default_rng(7)
     y = rng.standard_normal(200)
     x = 1.5 * y + 0.25 + 0.1 * rng.standard_normal(200)
-    beta = kr.rolling_beta_nb(x, y, 50)
+    beta = kc.rolling_beta_nb(x, y, 50)
     for t in (49, 120, 199):
         slope = np.polyfit(y[t - 49 : t + 1], x[t - 49 : t + 1], 1)[0]
         assert beta[t] == pytest.approx(slope, rel=1e-12)
-    corr = kr.rolling_corr_nb(x, y, 50)
+    corr = kc.rolling_corr_nb(x, y, 50)
     assert corr[199] == pytest.approx(np.corrcoef(x[150:], y[150:])[0, 1], rel=1e-12)
 
 
@@ -403,24 +414,24 @@ def test_correlation_of_tiny_values() -> None:
     """Scale-free where the product of the variances underflows; NaN where a variance does."""
     rng = np.random.default_rng(9)
     x, y = rng.standard_normal(40), rng.standard_normal(40)
-    corr = kr.rolling_corr_nb(x, y, 10)
-    assert_close(kr.rolling_corr_nb(x * 1e-100, y * 1e-100, 10), corr, rtol=1e-12)
+    corr = kc.rolling_corr_nb(x, y, 10)
+    assert_close(kc.rolling_corr_nb(x * 1e-100, y * 1e-100, 10), corr, rtol=1e-12)
     tiny = np.array([0.0, 1e-170] * 5)  # its squares underflow to 0: the variance is 0
-    assert np.isnan(kr.rolling_corr_nb(tiny, y[:10], 4)[3:]).all()
+    assert np.isnan(kc.rolling_corr_nb(tiny, y[:10], 4)[3:]).all()
 
 
 def test_min_max_deque_stays_within_the_window() -> None:
     """The deque keeps only candidates: all of a falling window for max, one of a rising one."""
-    st_max, st_min = kr.rolling_max_state_nb(4), kr.rolling_min_state_nb(4)
+    st_max, st_min = kx.rolling_max_state_nb(4), kx.rolling_min_state_nb(4)
     for v in range(10, 0, -1):
-        kr.rolling_max_update_nb(st_max, float(v))
-        kr.rolling_min_update_nb(st_min, float(v))
-        assert 1 <= st_max[kr.X_SIZE] <= 4
-        assert st_min[kr.X_SIZE] == 1
-    assert st_max[kr.X_SIZE] == 4
+        kx.rolling_max_update_nb(st_max, float(v))
+        kx.rolling_min_update_nb(st_min, float(v))
+        assert 1 <= st_max[kx.X_SIZE] <= 4
+        assert st_min[kx.X_SIZE] == 1
+    assert st_max[kx.X_SIZE] == 4
     x = np.array([5.0, 1.0, 5.0, 2.0, 5.0, 3.0, 0.0])  # ties keep the newest candidate
-    assert_same(kr.rolling_max_nb(x, 2), np.array([NAN, 5.0, 5.0, 5.0, 5.0, 5.0, 3.0]))
-    assert_same(kr.rolling_min_nb(x, 3), np.array([NAN, NAN, 1.0, 1.0, 2.0, 2.0, 0.0]))
+    assert_same(kx.rolling_max_nb(x, 2), np.array([NAN, 5.0, 5.0, 5.0, 5.0, 5.0, 3.0]))
+    assert_same(kx.rolling_min_nb(x, 3), np.array([NAN, NAN, 1.0, 1.0, 2.0, 2.0, 0.0]))
 
 
 def test_2d_layouts_give_the_same_columns() -> None:
@@ -485,10 +496,10 @@ def test_long_random_walk_does_not_drift() -> None:
     dy = sliding_window_view(y, w) - sliding_window_view(y, w).mean(axis=1, keepdims=True)
     c = np.concatenate([np.full(w - 1, NAN), (dx * dy).sum(axis=1) / (w - 1)])
     c = np.where(var == 0.0, 0.0, c)  # x frozen: the covariance is exactly 0
-    assert_close(kr.rolling_beta_nb(x, y, w), c / vy, atol=1e-9 * np.sqrt(np.nan_to_num(var / vy)))
+    assert_close(kc.rolling_beta_nb(x, y, w), c / vy, atol=1e-9 * np.sqrt(np.nan_to_num(var / vy)))
     with np.errstate(invalid="ignore"):  # 0 / 0 where x is frozen: NaN, as in the kernel
         corr = c / np.sqrt(var * vy)
-    assert_close(kr.rolling_corr_nb(x, y, w), corr, rtol=0.0, atol=1e-9)
+    assert_close(kc.rolling_corr_nb(x, y, w), corr, rtol=0.0, atol=1e-9)
     r = np.log(x[1:] / x[:-1])
     rv = np.concatenate([[NAN], np.sqrt(sliding(r, w, two_pass_var)) * math.sqrt(252)])
     assert_close(kr.realised_vol_nb(x, w), rv)
@@ -500,8 +511,8 @@ def test_adaptive_recomputation_after_a_spike() -> None:
     got = kr.rolling_var_nb(x, 5)
     assert_close(got, reference(x, 5, ref_var))
     y = np.concatenate([[-3e8], np.arange(1.0, 40.0) % 4.0])
-    assert_close(kr.rolling_corr_nb(x, y, 5), ref_bivar(x, y, 5, "corr"), atol=1e-9)
-    assert_close(kr.rolling_beta_nb(x, y, 5), ref_bivar(x, y, 5, "beta"), atol=1e-9)
+    assert_close(kc.rolling_corr_nb(x, y, 5), ref_bivar(x, y, 5, "corr"), atol=1e-9)
+    assert_close(kc.rolling_beta_nb(x, y, 5), ref_bivar(x, y, 5, "beta"), atol=1e-9)
 
 
 def test_periodic_recomputation_of_an_all_missing_window() -> None:
@@ -509,11 +520,11 @@ def test_periodic_recomputation_of_an_all_missing_window() -> None:
     x = np.random.default_rng(5).standard_normal(1100)
     x[1020:1024] = NAN
     for name in ("sum", "var"):
-        got = getattr(kr, f"rolling_{name}_nb")(x, 4)
+        got = kernel(f"rolling_{name}_nb")(x, 4)
         assert_close(got, reference(x, 4, UNIVARIATE[name]), atol=1e-15 * 4)
     y = x[::-1].copy() + 1.0
     y[1020:1024] = 0.5  # x is missing there anyway
-    assert_close(kr.rolling_corr_nb(x, y, 4), ref_bivar(x, y, 4, "corr"), atol=1e-9)
+    assert_close(kc.rolling_corr_nb(x, y, 4), ref_bivar(x, y, 4, "corr"), atol=1e-9)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -532,7 +543,7 @@ PANDAS_ROLLING = ["sum", "mean", "var", "std", "min", "max"]
 @pytest.mark.parametrize("name", PANDAS_ROLLING)
 def test_etf_closes_match_pandas(etf_closes: pd.DataFrame, name: str) -> None:
     prices = etf_closes.to_numpy(dtype=np.float64)
-    got = getattr(kr, f"rolling_{name}_2d_nb")(prices, 21)
+    got = kernel(f"rolling_{name}_2d_nb")(prices, 21)
     expected = getattr(etf_closes.rolling(21), name)().to_numpy()
     # pandas' add/remove variance loses digits on prices (~1e-10 here); ours are exact to 1e-10
     assert_close(got.ravel(), expected.ravel(), rtol=1e-7 if name in ("var", "std") else 1e-12)
@@ -545,11 +556,11 @@ def test_etf_returns_beta_and_vol_match_pandas(etf_closes: pd.DataFrame) -> None
     logr = kr.log_returns_2d_nb(prices)
     assert_close(logr.ravel(), np.log(etf_closes).diff().to_numpy().ravel(), atol=1e-14)
     spy = np.ascontiguousarray(np.broadcast_to(rets[:, [etf_closes.columns.get_loc("SPY")]], rets.shape))
-    beta = kr.rolling_beta_2d_nb(rets, spy, 63)
+    beta = kc.rolling_beta_2d_nb(rets, spy, 63)
     r = etf_closes.pct_change(fill_method=None)
     expected = r.rolling(63).cov(r["SPY"]).div(r["SPY"].rolling(63).var(), axis=0)
     assert_close(beta.ravel(), expected.to_numpy().ravel(), rtol=1e-6)
-    corr = kr.rolling_corr_2d_nb(rets, spy, 63)
+    corr = kc.rolling_corr_2d_nb(rets, spy, 63)
     assert_close(corr.ravel(), r.rolling(63).corr(r["SPY"]).to_numpy().ravel(), rtol=0.0, atol=1e-7)
     z = kr.rolling_zscore_2d_nb(prices, 21)
     ez = (etf_closes - etf_closes.rolling(21).mean()) / etf_closes.rolling(21).std()
@@ -572,7 +583,7 @@ def test_spy_realised_volatility_matches_pandas() -> None:
 # ---------------------------------------------------------------------------------------------
 # Caller-provided output arrays
 
-BATCH = sorted(n for n in kr.__all__ if not n.endswith(("_state_nb", "_update_nb")))
+BATCH = sorted(n for m in MODULES for n in m.__all__ if not n.endswith(("_state_nb", "_update_nb")))
 
 
 def batch_args(name: str, rng: np.random.Generator) -> tuple:
@@ -597,7 +608,7 @@ def batch_args(name: str, rng: np.random.Generator) -> tuple:
 @pytest.mark.parametrize("name", BATCH)
 def test_batch_kernels_write_into_out(name: str, layout: str) -> None:
     """``out=`` gives the allocating call's result bit for bit, written into (and returned as) ``out``."""
-    f = getattr(kr, name)
+    f = kernel(name)
     args = batch_args(name, np.random.default_rng(len(name)))
     want = f(*args)
     # A dirty buffer, so every element must be written; "view": a strided slice of a wider array.

@@ -77,6 +77,9 @@ class Indicator:
 
 _ROLL = "ntlab.kernels.rolling"
 _IND = "ntlab.kernels.indicators"
+_EXT = "ntlab.kernels.extrema"
+_COV = "ntlab.kernels.covariance"
+_VOL = "ntlab.kernels.volume"
 
 
 def _window(minimum: int = 1, default: int | None = None) -> Param:
@@ -93,10 +96,10 @@ _REGISTRY = {
         Indicator(name="rolling_var", module=_ROLL, inputs=("x",), params=(_window(2),), description="sample variance (ddof=1)"),
         Indicator(name="rolling_std", module=_ROLL, inputs=("x",), params=(_window(2),), description="sample standard deviation"),
         Indicator(name="rolling_zscore", module=_ROLL, inputs=("x",), params=(_window(2),)),
-        Indicator(name="rolling_min", module=_ROLL, inputs=("x",), params=(_window(),)),
-        Indicator(name="rolling_max", module=_ROLL, inputs=("x",), params=(_window(),)),
-        Indicator(name="rolling_corr", module=_ROLL, inputs=("x", "y"), params=(_window(2),)),
-        Indicator(name="rolling_beta", module=_ROLL, inputs=("x", "y"), params=(_window(2),), description="cov(x, y) / var(y)"),
+        Indicator(name="rolling_min", module=_EXT, inputs=("x",), params=(_window(),)),
+        Indicator(name="rolling_max", module=_EXT, inputs=("x",), params=(_window(),)),
+        Indicator(name="rolling_corr", module=_COV, inputs=("x", "y"), params=(_window(2),)),
+        Indicator(name="rolling_beta", module=_COV, inputs=("x", "y"), params=(_window(2),), description="cov(x, y) / var(y)"),
         Indicator(name="ema", module=_IND, inputs=("x",), params=(Param(name="span", kind=int),), description="exponential moving average, alpha = 2/(span+1)"),
         Indicator(name="wma", module=_IND, inputs=("x",), params=(_window(),), description="linearly weighted moving average"),
         Indicator(
@@ -118,9 +121,9 @@ _REGISTRY = {
         ),
         Indicator(name="rsi", module=_IND, inputs=("x",), params=(Param(name="period", kind=int, default=14),), description="Wilder's RSI"),
         Indicator(name="atr", module=_IND, inputs=("high", "low", "close"), params=(Param(name="period", kind=int, default=14),), description="Wilder's average true range"),
-        Indicator(name="vwap", module=_IND, inputs=("price", "volume"), description="cumulative volume-weighted average price"),
-        Indicator(name="rolling_vwap", module=_IND, inputs=("price", "volume"), params=(_window(),)),
-        Indicator(name="obv", module=_IND, inputs=("close", "volume"), description="on-balance volume"),
+        Indicator(name="vwap", module=_VOL, inputs=("price", "volume"), description="cumulative volume-weighted average price"),
+        Indicator(name="rolling_vwap", module=_VOL, inputs=("price", "volume"), params=(_window(),)),
+        Indicator(name="obv", module=_VOL, inputs=("close", "volume"), description="on-balance volume"),
         Indicator(
             name="realised_vol",
             module=_ROLL,

@@ -1,60 +1,49 @@
-"""Technical indicators as Numba kernels: EMA, WMA, MACD, Bollinger bands, RSI, ATR, VWAP, OBV.
+"""Technical indicators as Numba kernels: EMA, WMA, MACD, Bollinger bands, RSI, ATR.
 
-The simple moving average and the other rolling statistics live in :mod:`ntlab.kernels.rolling`.
+The simple moving average and the other rolling statistics live in :mod:`ntlab.kernels.rolling`;
+the volume indicators (cumulative and rolling VWAP, OBV) in :mod:`ntlab.kernels.volume`.
 
 Forms
 -----
-Each indicator follows the conventions of :mod:`ntlab.kernels`:
+Each indicator comes in the forms of :mod:`ntlab.kernels` (``NAME_nb``, ``NAME_2d_nb``,
+``NAME_grid_nb``, and the streaming ``NAME_state_nb(<params>) -> float64[K]`` /
+``NAME_update_nb(state, x)``, callable from njit code; integer slots of a state, counters and
+ring positions, are exact float64 values). Specific to this module:
 
-* ``NAME_nb(x, <params>)``: batch 1-D (``float64[T]`` in, ``float64[T]`` out).
-* ``NAME_2d_nb(x, <params>)``: batch 2-D (``float64[T, N]``, one series per column, ``prange``
-  over columns); each column is computed by the same inner function as the 1-D kernel, so the
-  two are bit-identical.
-* ``NAME_grid_nb(x, <param arrays>)``: ``float64[T, P]``, column ``p`` for the ``p``-th parameter
-  value (``prange`` over values). Indicators with several parameters (MACD, Bollinger) take one
-  array per parameter, all of length ``P``, *zipped* (column ``p`` uses the ``p``-th entry of
-  each array; build a product with ``np.meshgrid``). Cumulative VWAP and OBV have no parameter
-  and no grid form.
-* ``NAME_state_nb(<params>) -> float64[K]`` and ``NAME_update_nb(state, x) -> float``: the
-  streaming form, one event per call, callable from njit code. Indicators with three outputs
-  (MACD, Bollinger) return a tuple of three floats. Integer slots of a state (counters, ring
-  positions) are stored as exact float64 values.
-* Every batch form (1-D, 2-D and grid) takes an optional last argument ``out=None``: the array
-  to write the result into and return (``float64``, the result's shape, a C-contiguous array or
-  a view; the caller guarantees shape and dtype, nothing is checked, and it may not overlap the
-  inputs); for the multi-output kernels (MACD, Bollinger) a tuple of three such arrays in the
-  order of the result. With ``out=None`` the kernel allocates its result. Reusing ``out``
-  across calls saves the page faults of a fresh allocation; the numbers are the same bit for
-  bit either way.
+* Indicators with several parameters (MACD, Bollinger) take one grid array per parameter, all
+  of length ``P``, *zipped* (column ``p`` uses the ``p``-th entry of each array; build a product
+  with ``np.meshgrid``).
+* Every batch form takes an optional last argument ``out=None``, as in
+  :mod:`ntlab.kernels.rolling` (the result's shape, ``float64``, nothing checked, no overlap
+  with the inputs; the same numbers bit for bit); multi-output kernels take a tuple of three.
+* Multi-output kernels return tuples (of arrays, or of floats for updates): MACD
+  ``(macd, signal, hist)``, Bollinger ``(upper, middle, lower)`` (TA-Lib's orders).
 
 The batch kernels build the same state and loop over the same scalar step function as the
 update kernels, so streaming a series event by event gives the batch result bit for bit.
-Multi-output kernels return tuples of arrays: MACD ``(macd, signal, hist)``, Bollinger
-``(upper, middle, lower)`` (TA-Lib's orders).
 
 Missing values
 --------------
 A non-finite input (NaN or +/-inf) is *missing* (the NaN rule of :mod:`ntlab.kernels`, extended
 to infinities so that one bad tick cannot poison a recursive state forever). For an event with
-several inputs (ATR's high/low/close, price/volume), the event is missing when any input is.
+several inputs (ATR's high/low/close), the event is missing when any input is.
 
-* Recursive kernels (EMA, MACD, RSI, ATR, cumulative VWAP, OBV): a missing event gives NaN for
-  that event and leaves the state unchanged (it is skipped); warm-up counts valid events only.
-* Window kernels (WMA, Bollinger, rolling VWAP): a window that contains a missing event gives
-  NaN, and the missing event leaves the window ``window`` events later.
+* Recursive kernels (EMA, MACD, RSI, ATR): a missing event gives NaN for that event and leaves
+  the state unchanged (it is skipped); warm-up counts valid events only.
+* Window kernels (WMA, Bollinger): a window that contains a missing event gives NaN, and the
+  missing event leaves the window ``window`` events later.
 
 Parameters are not validated here (the Python API does it): periods, spans and windows must be
-integers >= 1, ``k`` finite, volumes >= 0, ``high >= low``.
+integers >= 1, ``k`` finite, ``high >= low``.
 
 Numerical stability
 -------------------
-Running sums (WMA, VWAP, OBV) are compensated (Knuth's TwoSum): their error does not grow with
-the length of the series. Bollinger bands use Welford add/remove updates with an exact two-pass
+Running sums (WMA) are compensated (Knuth's TwoSum): their error does not grow with the length
+of the series. Bollinger bands use Welford add/remove updates with an exact two-pass
 recomputation of the window each time the ring buffer wraps (every ``window`` events) and
 whenever cancellation threatens the variance (a near-constant window after large moves; the
 rounding bound is tracked), so a constant window has zero width and the bands stay within
-~1e-9 of the two-pass values. Volumes far below those of the recent past (1e-200 after 1e6)
-are beyond any running sum's resolution: such a rolling VWAP is imprecise or NaN.
+~1e-9 of the two-pass values.
 
 Implementation
 --------------
@@ -86,44 +75,20 @@ import math
 import numpy as np
 from numba import njit, prange
 
+from ntlab.kernels._common import _KW, _PAR, _add_nb, _store_nb
+
 __all__ = [
     "atr_2d_nb", "atr_grid_nb", "atr_nb", "atr_state_nb", "atr_update_nb",
     "bollinger_2d_nb", "bollinger_grid_nb", "bollinger_nb", "bollinger_state_nb", "bollinger_update_nb",
     "ema_2d_nb", "ema_grid_nb", "ema_nb", "ema_state_nb", "ema_update_nb",
     "macd_2d_nb", "macd_grid_nb", "macd_nb", "macd_state_nb", "macd_update_nb",
-    "obv_2d_nb", "obv_nb", "obv_state_nb", "obv_update_nb",
-    "rolling_vwap_2d_nb", "rolling_vwap_grid_nb", "rolling_vwap_nb", "rolling_vwap_state_nb",
-    "rolling_vwap_update_nb",
     "rsi_2d_nb", "rsi_grid_nb", "rsi_nb", "rsi_state_nb", "rsi_update_nb",
-    "vwap_2d_nb", "vwap_nb", "vwap_state_nb", "vwap_update_nb",
     "wma_2d_nb", "wma_grid_nb", "wma_nb", "wma_state_nb", "wma_update_nb",
 ]
-
-# error_model="numpy": a division never raises (every division here is guarded or by a period
-# >= 1), so the kernels have no exception paths; that lets Numba drop the reference counting of
-# the state array and LLVM inline the updates into the caller's loop (rsi_update_nb from an
-# njit loop: 14 ns/event with the default model, 2 ns with this one).
-_KW = {"cache": True, "nogil": True, "error_model": "numpy"}
-_PAR = {**_KW, "parallel": True}
 
 # Bollinger: recompute the window exactly when M2 < _RECOMPUTE * (sum of the magnitudes of the
 # updates since the last recomputation), i.e. when rounding could exceed ~1e-9 of the variance.
 _RECOMPUTE = 1e-6
-
-
-@njit(**_KW)
-def _add_nb(s: float, c: float, x: float) -> tuple[float, float]:
-    """Add ``x`` to the compensated sum ``s + c`` (Knuth's TwoSum, branch-free)."""
-    t = s + x
-    z = t - s
-    return t, c + ((s - (t - z)) + (x - z))
-
-
-@njit(**_KW)
-def _store_nb(state: np.ndarray, offset: int, st: tuple) -> None:
-    """Write the float tuple ``st`` to ``state[offset:offset + len(st)]``."""
-    for i in range(len(st)):
-        state[offset + i] = st[i]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -856,270 +821,4 @@ def atr_grid_nb(high: np.ndarray, low: np.ndarray, close: np.ndarray, periods: n
         out = np.empty((high.shape[0], periods.shape[0]), dtype=np.float64)
     for p in prange(periods.shape[0]):
         _atr_run_nb(high, low, close, periods[p], out[:, p])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Cumulative VWAP. State: sum(price * volume) (s, c), sum(volume) (s, c).
-
-
-@njit(**_KW)
-def vwap_state_nb() -> np.ndarray:
-    """Return a fresh streaming state for :func:`vwap_nb` (``float64[4]``)."""
-    return np.zeros(4, dtype=np.float64)
-
-
-@njit(**_KW)
-def _vwap_step_nb(st: tuple, price: float, volume: float) -> tuple:
-    spv, cpv, sv, cv = st
-    if not (math.isfinite(price) and math.isfinite(volume)):
-        return st, np.nan
-    spv, cpv = _add_nb(spv, cpv, price * volume)
-    sv, cv = _add_nb(sv, cv, volume)
-    den = sv + cv
-    return (spv, cpv, sv, cv), (spv + cpv) / den if den != 0.0 else np.nan
-
-
-@njit(**_KW)
-def vwap_update_nb(state: np.ndarray, price: float, volume: float) -> float:
-    """Feed one event to a :func:`vwap_state_nb` state; return the VWAP so far."""
-    st, out = _vwap_step_nb((state[0], state[1], state[2], state[3]), price, volume)
-    _store_nb(state, 0, st)
-    return out
-
-
-@njit(**_KW)
-def _vwap_run_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray) -> None:
-    st = (0.0, 0.0, 0.0, 0.0)
-    for i in range(price.shape[0]):
-        st, v = _vwap_step_nb(st, price[i], volume[i])
-        out[i] = v
-
-
-@njit(**_KW)
-def vwap_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """Volume-weighted average price, cumulative from the start of the series.
-
-    Parameters
-    ----------
-    price, volume : float64[T]
-        Prices (trade prices, or e.g. the typical price ``(high + low + close) / 3`` of bars) and
-        volumes (>= 0).
-
-    Returns
-    -------
-    float64[T]
-
-    Notes
-    -----
-    ``VWAP[t] = sum_{i<=t} price[i] volume[i] / sum_{i<=t} volume[i]`` (compensated sums). There is
-    no session reset inside the kernel: for a session (e.g. daily) VWAP the caller runs it per
-    session, or starts a fresh state at each session open. NaN while the cumulative volume is 0.
-    An event with a missing price or volume gives NaN and is skipped. Reference: NumPy ``cumsum``
-    in extended precision.
-    """
-    if out is None:
-        out = np.empty(price.shape[0], dtype=np.float64)
-    _vwap_run_nb(price, volume, out)
-    return out
-
-
-@njit(**_PAR)
-def vwap_2d_nb(price: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`vwap_nb` of each column of ``price``, ``volume`` (``float64[T, N]`` each)."""
-    if out is None:
-        out = np.empty(price.shape, dtype=np.float64)
-    for j in prange(price.shape[1]):
-        _vwap_run_nb(price[:, j], volume[:, j], out[:, j])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Rolling VWAP. State: window | head, filled, n_missing, n_nonzero_volume, sum(pv) (s, c),
-# sum(v) (s, c) | ring buffers of price * volume and of volume (NaN marks a missing event).
-
-_RV_BUF = 9
-
-
-@njit(**_KW)
-def rolling_vwap_state_nb(window: int) -> np.ndarray:
-    """Return a fresh streaming state for :func:`rolling_vwap_nb` (``float64[9 + 2 window]``)."""
-    state = np.zeros(_RV_BUF + 2 * window, dtype=np.float64)
-    state[0] = window
-    return state
-
-
-@njit(**_KW)
-def _rv_step_nb(n: float, st: tuple, old_pv: float, old_v: float, price: float, volume: float) -> tuple:
-    head, filled, bad, nz, spv, cpv, sv, cv = st
-    if filled == n:
-        if math.isnan(old_v):
-            bad -= 1.0
-        else:
-            spv, cpv = _add_nb(spv, cpv, -old_pv)
-            sv, cv = _add_nb(sv, cv, -old_v)
-            nz -= 1.0 if old_v != 0.0 else 0.0
-    else:
-        filled += 1.0
-    if math.isfinite(price) and math.isfinite(volume):
-        pv = price * volume
-        spv, cpv = _add_nb(spv, cpv, pv)
-        sv, cv = _add_nb(sv, cv, volume)
-        nz += 1.0 if volume != 0.0 else 0.0
-    else:
-        pv = volume = np.nan
-        bad += 1.0
-    head = head + 1.0 if head + 1.0 < n else 0.0
-    den = sv + cv
-    out = (spv + cpv) / den if filled == n and bad == 0.0 and nz > 0.0 and den != 0.0 else np.nan
-    return (head, filled, bad, nz, spv, cpv, sv, cv), pv, volume, out
-
-
-@njit(**_KW)
-def rolling_vwap_update_nb(state: np.ndarray, price: float, volume: float) -> float:
-    """Feed one event to a :func:`rolling_vwap_state_nb` state; return the window's VWAP."""
-    j = _RV_BUF + int(state[1])
-    k = j + int(state[0])
-    st = (state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8])
-    st, state[j], state[k], out = _rv_step_nb(state[0], st, state[j], state[k], price, volume)
-    _store_nb(state, 1, st)
-    return out
-
-
-@njit(**_KW)
-def _rv_run_nb(price: np.ndarray, volume: np.ndarray, window: int, out: np.ndarray) -> None:
-    state = rolling_vwap_state_nb(window)
-    n = state[0]
-    st = (state[1], state[2], state[3], state[4], state[5], state[6], state[7], state[8])
-    for i in range(price.shape[0]):
-        j = _RV_BUF + int(st[0])
-        k = j + window
-        st, state[j], state[k], v = _rv_step_nb(n, st, state[j], state[k], price[i], volume[i])
-        out[i] = v
-
-
-@njit(**_KW)
-def rolling_vwap_nb(price: np.ndarray, volume: np.ndarray, window: int,
-                    out: np.ndarray | None = None) -> np.ndarray:
-    """Volume-weighted average price over the last ``window`` events.
-
-    Parameters
-    ----------
-    price, volume : float64[T]
-        Prices and volumes (>= 0), as for :func:`vwap_nb`.
-    window : int
-        The window in events, >= 1.
-
-    Returns
-    -------
-    float64[T]
-
-    Notes
-    -----
-    ``sum(price * volume) / sum(volume)`` over the window (compensated running sums). Warm-up:
-    NaN for the first ``window - 1`` events; a window containing a missing price or volume gives
-    NaN, and so does a window whose volumes are all 0. Windows run across session boundaries:
-    the caller resets per session if wanted. Reference: NumPy ``sliding_window_view`` sums of
-    ``price * volume`` and of ``volume``; pandas ``rolling(window).sum()``.
-    """
-    if out is None:
-        out = np.empty(price.shape[0], dtype=np.float64)
-    _rv_run_nb(price, volume, window, out)
-    return out
-
-
-@njit(**_PAR)
-def rolling_vwap_2d_nb(price: np.ndarray, volume: np.ndarray, window: int,
-                       out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`rolling_vwap_nb` of each column of ``price``, ``volume`` (``float64[T, N]`` each)."""
-    if out is None:
-        out = np.empty(price.shape, dtype=np.float64)
-    for j in prange(price.shape[1]):
-        _rv_run_nb(price[:, j], volume[:, j], window, out[:, j])
-    return out
-
-
-@njit(**_PAR)
-def rolling_vwap_grid_nb(price: np.ndarray, volume: np.ndarray, windows: np.ndarray,
-                         out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`rolling_vwap_nb` for each window in ``windows`` (``int64[P]``): ``float64[T, P]``."""
-    if out is None:
-        out = np.empty((price.shape[0], windows.shape[0]), dtype=np.float64)
-    for p in prange(windows.shape[0]):
-        _rv_run_nb(price, volume, windows[p], out[:, p])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# OBV. State: seen (0/1), prev close, OBV (s, c).
-
-
-@njit(**_KW)
-def obv_state_nb() -> np.ndarray:
-    """Return a fresh streaming state for :func:`obv_nb` (``float64[4]``)."""
-    return np.zeros(4, dtype=np.float64)
-
-
-@njit(**_KW)
-def _obv_step_nb(st: tuple, close: float, volume: float) -> tuple:
-    seen, prev, s, c = st
-    if not (math.isfinite(close) and math.isfinite(volume)):
-        return st, np.nan
-    if seen != 0.0:
-        if close > prev:
-            s, c = _add_nb(s, c, volume)
-        elif close < prev:
-            s, c = _add_nb(s, c, -volume)
-    return (1.0, close, s, c), s + c
-
-
-@njit(**_KW)
-def obv_update_nb(state: np.ndarray, close: float, volume: float) -> float:
-    """Feed one event to an :func:`obv_state_nb` state; return the OBV so far."""
-    st, out = _obv_step_nb((state[0], state[1], state[2], state[3]), close, volume)
-    _store_nb(state, 0, st)
-    return out
-
-
-@njit(**_KW)
-def _obv_run_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray) -> None:
-    st = (0.0, 0.0, 0.0, 0.0)
-    for i in range(close.shape[0]):
-        st, v = _obv_step_nb(st, close[i], volume[i])
-        out[i] = v
-
-
-@njit(**_KW)
-def obv_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """On-Balance Volume, Joseph Granville (1963).
-
-    Parameters
-    ----------
-    close, volume : float64[T]
-        Closes and volumes.
-
-    Returns
-    -------
-    float64[T]
-
-    Notes
-    -----
-    ``OBV = 0`` at the first valid event, then ``OBV += volume`` on an up close,
-    ``OBV -= volume`` on a down close, unchanged on an equal close (compensated sum). An event
-    with a missing close or volume gives NaN and is skipped (the next comparison uses the last
-    valid close). Reference: NumPy ``cumsum(sign(diff(close)) * volume)`` in extended precision.
-    """
-    if out is None:
-        out = np.empty(close.shape[0], dtype=np.float64)
-    _obv_run_nb(close, volume, out)
-    return out
-
-
-@njit(**_PAR)
-def obv_2d_nb(close: np.ndarray, volume: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`obv_nb` of each column of ``close``, ``volume`` (``float64[T, N]`` each)."""
-    if out is None:
-        out = np.empty(close.shape, dtype=np.float64)
-    for j in prange(close.shape[1]):
-        _obv_run_nb(close[:, j], volume[:, j], out[:, j])
     return out

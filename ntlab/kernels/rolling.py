@@ -1,7 +1,8 @@
 """Numba kernels for returns and rolling-window statistics, batch and streaming.
 
 Indicators: simple and log returns, rolling sum, mean (SMA), variance, standard deviation,
-z-score, min, max, correlation, beta, and realised volatility.
+z-score, and realised volatility. Rolling min and max live in :mod:`ntlab.kernels.extrema`,
+rolling correlation and beta in :mod:`ntlab.kernels.covariance`.
 
 Forms
 -----
@@ -25,22 +26,19 @@ Every indicator ``NAME`` comes in these forms, which give the same numbers bit f
   Both are callable from other njit code (the live engine).
 
 All forms of a family run one loop over the same state layout (returns: one scalar rule): a
-batch kernel feeds a whole column to a fresh state, an update feeds one event (about 0.1-0.2 us inside njit code; a batch
-costs about 4 ns per event for sums, 11 for variances, 14 for min/max, 23 for correlations,
-measured at 1.5-2.5x faster than pandas' rolling on one core).
-
-Correlation and beta take two inputs ``x`` and ``y`` of the same shape in every form, and
-``NAME_update_nb(state, x, y)``.
+batch kernel feeds a whole column to a fresh state, an update feeds one event (about 0.1-0.2 us
+inside njit code; a batch costs about 4 ns per event for sums and 11 for variances, measured at
+1.5-2.5x faster than pandas' rolling on one core).
 
 Conventions
 -----------
 * Window: the value at ``t`` covers events ``t - window + 1 .. t`` and is NaN until the window
   is complete (``t < window - 1``), like pandas ``rolling(window)`` (``min_periods=window``).
-  Sample statistics (variance, std, z-score, correlation, beta, realised volatility) use
-  ``ddof=1`` and are NaN for ``window=1``.
+  Sample statistics (variance, std, z-score, realised volatility) use ``ddof=1`` and are NaN
+  for ``window=1``.
 * Missing values: NaN and +-inf are missing. A window that contains one gives NaN, and the
-  missing value leaves the window ``window`` events later. For correlation and beta an event is
-  missing when ``x`` or ``y`` is. (pandas agrees for NaN; it propagates +-inf instead.)
+  missing value leaves the window ``window`` events later. (pandas agrees for NaN; it
+  propagates +-inf instead.)
 * Returns (1-period): ``r[t] = (x[t] - x[t-1]) / x[t-1]`` and ``log(x[t] / x[t-1])`` (as
   ``log1p(r[t])`` where the ratio is within [0.5, 2], so small returns keep their digits); NaN
   at ``t = 0``, where ``x[t]`` or ``x[t-1]`` is missing, where ``x[t-1] == 0``, and (log) where
@@ -48,8 +46,7 @@ Conventions
 * Realised volatility: ``periods_per_year`` (default 252, daily bars) annualises the rolling
   std of log returns by ``sqrt(periods_per_year)``; its first value is at ``t = window``.
 * Constant windows are detected exactly (by the run of equal consecutive values, as pandas
-  does): variance and std are ``0.0``, the mean is that value, the z-score and correlation are
-  NaN, and beta is NaN when ``y`` is constant and ``0.0`` when only ``x`` is.
+  does): variance and std are ``0.0``, the mean is that value, and the z-score is NaN.
 * Parameters are not checked here (the Python API validates them): ``window >= 1``,
   ``periods_per_year > 0``.
 
@@ -65,12 +62,11 @@ since the last recomputation (its rounding-error scale; this happens when a burs
 volatility leaves the window). A variance is thus within about ``1e-10`` relative of the exact
 two-pass value, where pandas' add/remove can lose many more digits, at O(1) amortised cost per
 event (O(window) per event only while a window stays within rounding of constant without
-being constant). Min and max keep a monotonic deque in the state: O(1) amortised per event.
-Values must stay below about 1e150 in magnitude (their squares are summed).
+being constant). Values must stay below about 1e150 in magnitude (their squares are summed).
 
 References (in the tests): exact rational arithmetic per window, pandas
-``rolling(window).sum/mean/var/std/min/max/corr/cov``, ``pct_change(fill_method=None)``,
-``np.log(x).diff()``, and two-pass NumPy windows.
+``rolling(window).sum/mean/var/std``, ``pct_change(fill_method=None)``, ``np.log(x).diff()``,
+and two-pass NumPy windows.
 
 Examples
 --------
@@ -78,9 +74,6 @@ Examples
 >>> x = np.array([1.0, 2.0, 4.0, np.nan, 5.0, 6.0, 7.0])
 >>> rolling_mean_nb(x, 2)
 array([nan, 1.5, 3. , nan, nan, 5.5, 6.5])
->>> state = rolling_max_state_nb(3)
->>> [float(rolling_max_update_nb(state, v)) for v in [3.0, 1.0, 2.0, 0.0]]
-[nan, nan, 3.0, 2.0]
 >>> returns_nb(np.array([100.0, 110.0, 99.0]))
 array([ nan,  0.1, -0.1])
 >>> vol = realised_vol_nb(np.array([100.0, 101.0, 100.0, 102.0]), 3, periods_per_year=252.0)
@@ -94,6 +87,8 @@ import math
 
 import numpy as np
 from numba import njit, prange
+
+from ntlab.kernels._common import RECOMPUTE_RATIO, _nsum_nb, _period_nb
 
 __all__ = [
     "log_returns_2d_nb",
@@ -109,31 +104,11 @@ __all__ = [
     "returns_nb",
     "returns_state_nb",
     "returns_update_nb",
-    "rolling_beta_2d_nb",
-    "rolling_beta_grid_nb",
-    "rolling_beta_nb",
-    "rolling_beta_state_nb",
-    "rolling_beta_update_nb",
-    "rolling_corr_2d_nb",
-    "rolling_corr_grid_nb",
-    "rolling_corr_nb",
-    "rolling_corr_state_nb",
-    "rolling_corr_update_nb",
-    "rolling_max_2d_nb",
-    "rolling_max_grid_nb",
-    "rolling_max_nb",
-    "rolling_max_state_nb",
-    "rolling_max_update_nb",
     "rolling_mean_2d_nb",
     "rolling_mean_grid_nb",
     "rolling_mean_nb",
     "rolling_mean_state_nb",
     "rolling_mean_update_nb",
-    "rolling_min_2d_nb",
-    "rolling_min_grid_nb",
-    "rolling_min_nb",
-    "rolling_min_state_nb",
-    "rolling_min_update_nb",
     "rolling_std_2d_nb",
     "rolling_std_grid_nb",
     "rolling_std_nb",
@@ -158,11 +133,6 @@ __all__ = [
 
 MIN_NORMAL = 2.2250738585072014e-308
 
-# Recompute exactly when a centred sum of squares is below this fraction of its error scale.
-RECOMPUTE_RATIO = 1e-5
-# Recompute exactly every multiple of the window that reaches this many events.
-RECOMPUTE_EVERY = 1024
-
 # Kinds of the univariate moment kernels (one state layout, one update rule).
 K_SUM = 0
 K_MEAN = 1
@@ -170,9 +140,6 @@ K_VAR = 2
 K_STD = 3
 K_ZSCORE = 4
 K_RVOL = 5
-# Kinds of the bivariate kernels.
-K_CORR = 0
-K_BETA = 1
 
 # Every state is a float64 array: parameters, two scratch slots (the input and output of a
 # single update), the scalars of the update rule in the order of its tuple (counters are exact
@@ -200,47 +167,9 @@ U_S2C = 17
 U_ERR = 18  # squares added and removed since the last exact recomputation
 U_HEAD = 19
 
-# Min/max; the deque's event numbers at X_HEAD, its values at X_HEAD + window.
-X_WINDOW = 0
-X_ISMAX = 1
-X_IN = 2
-X_OUT = 3
-X_COUNT = 4
-X_FRONT = 5  # deque position of the best candidate
-X_SIZE = 6
-X_LEFT = 7  # events until the last missing value has left the window
-X_HEAD = 8
-
-# Correlation and beta; ring buffers of x at B_HEAD and of y at B_HEAD + window.
-B_WINDOW = 0
-B_INX = 1
-B_INY = 2
-B_OUT = 3
-B_COUNT = 4
-B_POS = 5
-B_UNTIL = 6
-B_NBAD = 7
-B_RUNX = 8
-B_LASTX = 9
-B_RUNY = 10
-B_LASTY = 11
-B_SHX = 12
-B_SHY = 13
-B_SUMS = 14  # 12 slots: compensated sums of dx, dy, dx*dx, dy*dy, dx*dy, then errors of xx, yy
-B_HEAD = 26
-
 
 # ---------------------------------------------------------------------------------------------
-# Shared scalar rules
-
-
-@njit(cache=True, nogil=True)
-def _nsum_nb(s: float, c: float, v: float) -> tuple[float, float]:
-    """Add ``v`` to the compensated sum ``s + c`` (TwoSum: the exact rounding error goes to c)."""
-    t = s + v
-    z = t - s
-    c += (s - (t - z)) + (v - z)
-    return t, c
+# Returns: scalar rules
 
 
 @njit(cache=True, nogil=True)
@@ -262,12 +191,6 @@ def _log_return_nb(prev: float, x: float) -> float:
     if MIN_NORMAL <= q < math.inf:
         return math.log(q)
     return math.log(abs(x)) - math.log(abs(prev))  # the ratio over- or underflowed
-
-
-@njit(cache=True, nogil=True)
-def _period_nb(window: int) -> float:
-    """Events between periodic exact recomputations: a multiple of ``window``."""
-    return float(window * max(1, RECOMPUTE_EVERY // window))
 
 
 # Each family has one loop, `_*_run_nb(state, x, ..., out)`: it loads the scalars of the state
@@ -450,265 +373,6 @@ def _moments_grid_nb(
 ) -> np.ndarray:
     for p in prange(windows.shape[0]):
         _moments_into_nb(x, windows[p], kind, scale, out[:, p])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Min and max: monotonic deque of (event number, value) in the state, best candidate at the
-# front; a candidate is dropped once a newer value is at least as good (so ties keep the newest)
-
-
-@njit(cache=True, nogil=True)
-def _minmax_state_nb(window: int, is_max: bool) -> np.ndarray:
-    state = np.zeros(X_HEAD + 2 * window, dtype=np.float64)
-    state[X_WINDOW] = window
-    state[X_ISMAX] = 1.0 if is_max else 0.0
-    return state
-
-
-@njit(cache=True, nogil=True)
-def _minmax_run_nb(state: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
-    w = np.int64(state[X_WINDOW])
-    is_max = state[X_ISMAX] > 0.0
-    idx = state[X_HEAD : X_HEAD + w]
-    vals = state[X_HEAD + w : X_HEAD + 2 * w]
-    count = np.int64(state[X_COUNT])
-    f = np.int64(state[X_FRONT])
-    n = np.int64(state[X_SIZE])
-    left = np.int64(state[X_LEFT])
-    for i in range(x.shape[0]):
-        v = x[i]
-        while n > 0 and idx[f] <= count - w:  # the front left the window
-            f = f + 1 if f + 1 < w else 0
-            n -= 1
-        if np.isfinite(v):
-            while n > 0:  # drop the candidates that v dominates, from the back
-                b = f + n - 1 if f + n - 1 < w else f + n - 1 - w
-                if (vals[b] > v) if is_max else (vals[b] < v):
-                    break
-                n -= 1
-            b = f + n if f + n < w else f + n - w
-            idx[b] = count
-            vals[b] = v
-            n += 1
-        else:
-            left = w
-        out[i] = vals[f] if count + 1 >= w and left == 0 else np.nan
-        left = max(left - 1, 0)
-        count += 1
-    state[X_COUNT] = count
-    state[X_FRONT] = f
-    state[X_SIZE] = n
-    state[X_LEFT] = left
-
-
-@njit(cache=True, nogil=True)
-def _minmax_update_nb(state: np.ndarray, x: float) -> float:
-    state[X_IN] = x
-    _minmax_run_nb(state, state[X_IN : X_IN + 1], state[X_OUT : X_OUT + 1])
-    return state[X_OUT]
-
-
-@njit(cache=True, nogil=True)
-def _minmax_into_nb(x: np.ndarray, window: int, is_max: bool, out: np.ndarray) -> None:
-    _minmax_run_nb(_minmax_state_nb(window, is_max), x, out)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _minmax_2d_nb(x: np.ndarray, window: int, is_max: bool, out: np.ndarray) -> np.ndarray:
-    for j in prange(x.shape[1]):
-        _minmax_into_nb(x[:, j], window, is_max, out[:, j])
-    return out
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _minmax_grid_nb(
-    x: np.ndarray, windows: np.ndarray, is_max: bool, out: np.ndarray
-) -> np.ndarray:
-    for p in prange(windows.shape[0]):
-        _minmax_into_nb(x, windows[p], is_max, out[:, p])
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
-# Correlation and beta
-#   st = (count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums)
-#   sums = (sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx, eyy): compensated sums of
-#   dx = x - shx, dy = y - shy, their squares and product; exx, eyy: the squares added and
-#   removed since the last exact recomputation.
-
-ZERO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-@njit(cache=True, nogil=True)
-def _bivar_state_nb(window: int) -> np.ndarray:
-    state = np.zeros(B_HEAD + 2 * window, dtype=np.float64)
-    state[B_WINDOW] = window
-    state[B_UNTIL] = _period_nb(window)
-    state[B_LASTX] = np.nan
-    state[B_LASTY] = np.nan
-    state[B_SHX] = np.nan
-    state[B_SHY] = np.nan
-    return state
-
-
-@njit(cache=True, nogil=True)
-def _bivar_acc_nb(sums: tuple, dx: float, dy: float, sign: float) -> tuple:
-    """Add (``sign=1``) or remove (``sign=-1``) the shifted pair ``(dx, dy)``."""
-    sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx, eyy = sums
-    sx, sxc = _nsum_nb(sx, sxc, sign * dx)
-    sy, syc = _nsum_nb(sy, syc, sign * dy)
-    sxx, sxxc = _nsum_nb(sxx, sxxc, sign * (dx * dx))
-    syy, syyc = _nsum_nb(syy, syyc, sign * (dy * dy))
-    sxy, sxyc = _nsum_nb(sxy, sxyc, sign * (dx * dy))
-    return sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx + dx * dx, eyy + dy * dy
-
-
-@njit(cache=True, nogil=True)
-def _bivar_push_nb(st: tuple, ox: float, oy: float, x: float, y: float, w: int) -> tuple:
-    """Move the window on: ``(ox, oy)`` leaves (once the window is full), ``(x, y)`` enters."""
-    count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
-    if count >= w:
-        if np.isfinite(ox) and np.isfinite(oy):
-            sums = _bivar_acc_nb(sums, ox - shx, oy - shy, -1.0)
-        else:
-            nbad -= 1.0
-    if np.isfinite(x) and np.isfinite(y):
-        if np.isnan(shx):  # no pair in the window: the sums are zero
-            shx, shy = x, y
-        sums = _bivar_acc_nb(sums, x - shx, y - shy, 1.0)
-        runx = runx + 1.0 if runx > 0.0 and x == lastx else 1.0
-        runy = runy + 1.0 if runy > 0.0 and y == lasty else 1.0
-    else:
-        nbad += 1.0
-        runx, runy = 0.0, 0.0
-    pos = pos + 1.0 if pos + 1.0 < w else 0.0
-    return (count + 1.0, pos, until - 1.0, nbad, runx, x, runy, y, shx, shy, sums)
-
-
-@njit(cache=True, nogil=True)
-def _bivar_centred_nb(sums: tuple, w: int) -> tuple[float, float, float]:
-    """Centred ``(sxx, syy, sxy)`` of the window from the shifted sums."""
-    sx = sums[0] + sums[1]
-    sy = sums[2] + sums[3]
-    cxx = (sums[4] + sums[5]) - sx * sx / w
-    cyy = (sums[6] + sums[7]) - sy * sy / w
-    return cxx, cyy, (sums[8] + sums[9]) - sx * sy / w
-
-
-@njit(cache=True, nogil=True)
-def _bivar_defined_nb(st: tuple, kind: int, w: int) -> bool:
-    """Whether the window is complete, without missing pairs, and neither side is degenerate."""
-    count, nbad, runx, runy = st[0], st[3], st[4], st[6]
-    ok = count >= w and nbad == 0.0 and w >= 2 and runy < w
-    return ok and (runx < w or kind == K_BETA)
-
-
-@njit(cache=True, nogil=True)
-def _bivar_check_nb(st: tuple, kind: int, w: int) -> bool:
-    """Whether an exact recomputation is due: periodic, or the (co)variances are too inexact."""
-    if st[2] == 0.0:
-        return True
-    if not _bivar_defined_nb(st, kind, w) or st[4] >= w:
-        return False
-    cxx, cyy, _cxy = _bivar_centred_nb(st[10], w)
-    return cxx < RECOMPUTE_RATIO * st[10][10] or cyy < RECOMPUTE_RATIO * st[10][11]
-
-
-@njit(cache=True, nogil=True)
-def _bivar_exact_nb(st: tuple, rx: np.ndarray, ry: np.ndarray) -> tuple:
-    """Recompute the sums of the full window exactly (two-pass; the shifts become the means)."""
-    count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
-    n = 0
-    sx, sxc, sy, syc = 0.0, 0.0, 0.0, 0.0
-    for i in range(rx.shape[0]):
-        if np.isfinite(rx[i]) and np.isfinite(ry[i]):
-            n += 1
-            sx, sxc = _nsum_nb(sx, sxc, rx[i])
-            sy, syc = _nsum_nb(sy, syc, ry[i])
-    shx = (sx + sxc) / n if n > 0 else np.nan
-    shy = (sy + syc) / n if n > 0 else np.nan
-    sums = ZERO_SUMS
-    for i in range(rx.shape[0]):
-        if np.isfinite(rx[i]) and np.isfinite(ry[i]):
-            sums = _bivar_acc_nb(sums, rx[i] - shx, ry[i] - shy, 1.0)
-    sums = sums[:10] + (sums[4] + sums[5], sums[6] + sums[7])
-    until = _period_nb(rx.shape[0]) if until == 0.0 else until
-    return (count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums)
-
-
-@njit(cache=True, nogil=True)
-def _bivar_value_nb(st: tuple, kind: int, w: int) -> float:
-    if not _bivar_defined_nb(st, kind, w):
-        return np.nan
-    if st[4] >= w:
-        return 0.0  # beta of a constant x
-    cxx, cyy, cxy = _bivar_centred_nb(st[10], w)
-    if cyy <= 0.0 or (kind == K_CORR and cxx <= 0.0):
-        return np.nan
-    if kind == K_BETA:
-        return cxy / cyy
-    den = math.sqrt(cxx * cyy)
-    if den == 0.0 or den == math.inf:  # the product under- or overflowed
-        den = math.sqrt(cxx) * math.sqrt(cyy)
-    return min(max(cxy / den, -1.0), 1.0)
-
-
-@njit(cache=True, nogil=True)
-def _bivar_run_nb(state: np.ndarray, x: np.ndarray, y: np.ndarray, kind: int, out: np.ndarray) -> None:
-    w = np.int64(state[B_WINDOW])
-    rx = state[B_HEAD : B_HEAD + w]
-    ry = state[B_HEAD + w : B_HEAD + 2 * w]
-    s = state
-    b = B_SUMS
-    sums = (s[b], s[b + 1], s[b + 2], s[b + 3], s[b + 4], s[b + 5], s[b + 6], s[b + 7], s[b + 8],
-            s[b + 9], s[b + 10], s[b + 11])  # fmt: skip
-    st = (s[B_COUNT], s[B_POS], s[B_UNTIL], s[B_NBAD], s[B_RUNX], s[B_LASTX], s[B_RUNY],
-          s[B_LASTY], s[B_SHX], s[B_SHY], sums)  # fmt: skip
-    for i in range(x.shape[0]):
-        k = np.int64(st[1])
-        st = _bivar_push_nb(st, rx[k], ry[k], x[i], y[i], w)
-        rx[k] = x[i]
-        ry[k] = y[i]
-        if _bivar_check_nb(st, kind, w):
-            st = _bivar_exact_nb(st, rx, ry)
-        out[i] = _bivar_value_nb(st, kind, w)
-    head, sums = st[:10], st[10]
-    for j in range(10):
-        state[B_COUNT + j] = head[j]
-    for j in range(12):
-        state[B_SUMS + j] = sums[j]
-
-
-@njit(cache=True, nogil=True)
-def _bivar_update_nb(state: np.ndarray, x: float, y: float, kind: int) -> float:
-    state[B_INX] = x
-    state[B_INY] = y
-    x1, y1, out1 = state[B_INX : B_INX + 1], state[B_INY : B_INY + 1], state[B_OUT : B_OUT + 1]
-    _bivar_run_nb(state, x1, y1, kind, out1)
-    return state[B_OUT]
-
-
-@njit(cache=True, nogil=True)
-def _bivar_into_nb(x: np.ndarray, y: np.ndarray, window: int, kind: int, out: np.ndarray) -> None:
-    _bivar_run_nb(_bivar_state_nb(window), x, y, kind, out)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _bivar_2d_nb(
-    x: np.ndarray, y: np.ndarray, window: int, kind: int, out: np.ndarray
-) -> np.ndarray:
-    for j in prange(x.shape[1]):
-        _bivar_into_nb(x[:, j], y[:, j], window, kind, out[:, j])
-    return out
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _bivar_grid_nb(
-    x: np.ndarray, y: np.ndarray, windows: np.ndarray, kind: int, out: np.ndarray
-) -> np.ndarray:
-    for p in prange(windows.shape[0]):
-        _bivar_into_nb(x, y, windows[p], kind, out[:, p])
     return out
 
 
@@ -1064,176 +728,3 @@ def realised_vol_state_nb(window: int, periods_per_year: float = 252.0) -> np.nd
 def realised_vol_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one price; return the annualised volatility of the window ending at it."""
     return _moments_update_nb(state, x, K_RVOL)
-
-
-@njit(cache=True, nogil=True)
-def rolling_min_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Rolling minimum (monotonic deque). Reference: ``pd.Series(x).rolling(window).min()``."""
-    if out is None:
-        out = np.empty(x.shape[0], dtype=np.float64)
-    _minmax_into_nb(x, window, False, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_min_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`rolling_min_nb` of each column of ``x[T, N]``."""
-    if out is None:
-        out = np.empty(x.shape, dtype=np.float64)
-    return _minmax_2d_nb(x, window, False, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_min_grid_nb(
-    x: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_min_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    if out is None:
-        out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    return _minmax_grid_nb(x, windows, False, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_min_state_nb(window: int) -> np.ndarray:
-    """State of streaming :func:`rolling_min_nb` (the deque lives in it)."""
-    return _minmax_state_nb(window, False)
-
-
-@njit(cache=True, nogil=True)
-def rolling_min_update_nb(state: np.ndarray, x: float) -> float:
-    """Feed one value; return the minimum of the window ending at it."""
-    return _minmax_update_nb(state, x)
-
-
-@njit(cache=True, nogil=True)
-def rolling_max_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
-    """Rolling maximum (monotonic deque). Reference: ``pd.Series(x).rolling(window).max()``."""
-    if out is None:
-        out = np.empty(x.shape[0], dtype=np.float64)
-    _minmax_into_nb(x, window, True, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_max_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
-    """:func:`rolling_max_nb` of each column of ``x[T, N]``."""
-    if out is None:
-        out = np.empty(x.shape, dtype=np.float64)
-    return _minmax_2d_nb(x, window, True, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_max_grid_nb(
-    x: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_max_nb` of ``x`` for each of ``windows``: ``float64[T, P]``."""
-    if out is None:
-        out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    return _minmax_grid_nb(x, windows, True, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_max_state_nb(window: int) -> np.ndarray:
-    """State of streaming :func:`rolling_max_nb` (the deque lives in it)."""
-    return _minmax_state_nb(window, True)
-
-
-@njit(cache=True, nogil=True)
-def rolling_max_update_nb(state: np.ndarray, x: float) -> float:
-    """Feed one value; return the maximum of the window ending at it."""
-    return _minmax_update_nb(state, x)
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr_nb(
-    x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Rolling Pearson correlation ``cov(x, y) / (std(x) std(y))``, clipped to [-1, 1].
-
-    NaN when ``x`` or ``y`` is constant over the window. Reference:
-    ``pd.Series(x).rolling(window).corr(pd.Series(y))``.
-    """
-    if out is None:
-        out = np.empty(x.shape[0], dtype=np.float64)
-    _bivar_into_nb(x, y, window, K_CORR, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr_2d_nb(
-    x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_corr_nb` of each column pair of ``x[T, N]`` and ``y[T, N]``."""
-    if out is None:
-        out = np.empty(x.shape, dtype=np.float64)
-    return _bivar_2d_nb(x, y, window, K_CORR, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr_grid_nb(
-    x: np.ndarray, y: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_corr_nb` of ``x, y`` for each of ``windows``: ``float64[T, P]``."""
-    if out is None:
-        out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    return _bivar_grid_nb(x, y, windows, K_CORR, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr_state_nb(window: int) -> np.ndarray:
-    """State of streaming :func:`rolling_corr_nb`."""
-    return _bivar_state_nb(window)
-
-
-@njit(cache=True, nogil=True)
-def rolling_corr_update_nb(state: np.ndarray, x: float, y: float) -> float:
-    """Feed one pair; return the correlation of the window ending at it."""
-    return _bivar_update_nb(state, x, y, K_CORR)
-
-
-@njit(cache=True, nogil=True)
-def rolling_beta_nb(
-    x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """Rolling beta of ``x`` on ``y``: ``cov(x, y) / var(y)`` (sample, ddof=1 in both).
-
-    The least-squares slope of ``x`` regressed on ``y`` (asset returns ``x`` on market returns
-    ``y``). NaN when ``y`` is constant over the window, ``0.0`` when only ``x`` is.
-    Reference: ``sx.rolling(w).cov(sy) / sy.rolling(w).var()``.
-    """
-    if out is None:
-        out = np.empty(x.shape[0], dtype=np.float64)
-    _bivar_into_nb(x, y, window, K_BETA, out)
-    return out
-
-
-@njit(cache=True, nogil=True)
-def rolling_beta_2d_nb(
-    x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_beta_nb` of each column pair of ``x[T, N]`` and ``y[T, N]``."""
-    if out is None:
-        out = np.empty(x.shape, dtype=np.float64)
-    return _bivar_2d_nb(x, y, window, K_BETA, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_beta_grid_nb(
-    x: np.ndarray, y: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
-) -> np.ndarray:
-    """:func:`rolling_beta_nb` of ``x, y`` for each of ``windows``: ``float64[T, P]``."""
-    if out is None:
-        out = np.empty((x.shape[0], windows.shape[0]), dtype=np.float64)
-    return _bivar_grid_nb(x, y, windows, K_BETA, out)
-
-
-@njit(cache=True, nogil=True)
-def rolling_beta_state_nb(window: int) -> np.ndarray:
-    """State of streaming :func:`rolling_beta_nb`."""
-    return _bivar_state_nb(window)
-
-
-@njit(cache=True, nogil=True)
-def rolling_beta_update_nb(state: np.ndarray, x: float, y: float) -> float:
-    """Feed one pair; return the beta of ``x`` on ``y`` over the window ending at it."""
-    return _bivar_update_nb(state, x, y, K_BETA)
