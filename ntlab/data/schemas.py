@@ -56,6 +56,18 @@ class Schema:
         return {**self.required, **self.optional}
 
 
+# L2 levels: the rows of depth diffs and of book snapshots
+_LEVELS = {
+    "ts": TS,
+    "symbol": pl.String,
+    "side": pl.Int8,
+    "price": pl.Float64,
+    "size": pl.Float64,
+    "update_id": pl.Int64,
+    "first_update_id": pl.Int64,
+}
+_LEVELS_OPTIONAL = {"prev_update_id": pl.Int64, "ts_event": TS}
+
 _SCHEMAS = {
     s.kind: s
     for s in (
@@ -79,32 +91,8 @@ _SCHEMAS = {
                 "ts_event": TS,
             },
         ),
-        Schema(
-            kind="depth",
-            required={
-                "ts": TS,
-                "symbol": pl.String,
-                "side": pl.Int8,
-                "price": pl.Float64,
-                "size": pl.Float64,
-                "update_id": pl.Int64,
-                "first_update_id": pl.Int64,
-            },
-            optional={"prev_update_id": pl.Int64, "ts_event": TS},
-        ),
-        Schema(
-            kind="snapshot",
-            required={
-                "ts": TS,
-                "symbol": pl.String,
-                "side": pl.Int8,
-                "price": pl.Float64,
-                "size": pl.Float64,
-                "update_id": pl.Int64,
-                "first_update_id": pl.Int64,
-            },
-            optional={"prev_update_id": pl.Int64, "ts_event": TS},
-        ),
+        Schema(kind="depth", required=_LEVELS, optional=_LEVELS_OPTIONAL),
+        Schema(kind="snapshot", required=_LEVELS, optional=_LEVELS_OPTIONAL),
         Schema(
             kind="bars",
             required={
