@@ -8,7 +8,7 @@ export JUPYTER_CONFIG_DIR   := $(CURDIR)/.jupyter/config
 export JUPYTER_DATA_DIR     := $(CURDIR)/.jupyter/data
 export JUPYTER_RUNTIME_DIR  := $(CURDIR)/.jupyter/runtime
 
-.PHONY: demo test bench clean
+.PHONY: demo test bench clean system
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,9 +21,14 @@ $(STAMP): pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/ntlab run templates/demo.ipynb --out out/demo
 
+# System packages the tests need, installed with apt-get when missing: g++ builds the CUDA
+# source of the GPU twins for the CPU (tests/test_gpu.py).
+system:
+	@command -v g++ >/dev/null || (apt-get update -q && apt-get install -y -q --no-install-recommends g++)
+
 # Whole suite with Numba JIT on, then again with NUMBA_DISABLE_JIT=1 so that coverage sees
 # the kernel bodies (notebooks run once, in the first pass); coverage is the union.
-test: $(STAMP)
+test: $(STAMP) system
 	rm -f .coverage
 	$(PYTEST) --cov --cov-report=
 	NUMBA_DISABLE_JIT=1 $(PYTEST) -m "not notebook" --cov --cov-append --cov-report=

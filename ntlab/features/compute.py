@@ -33,6 +33,7 @@ import polars as pl
 from ntlab._engine import resolve_engine
 from ntlab.exceptions import ConfigError, DataError, EngineUnavailableError
 from ntlab.features.registry import Indicator, indicator
+from ntlab.kernels import gpu
 
 __all__ = ["batch", "feature", "grid", "with_features"]
 
@@ -129,33 +130,58 @@ def with_features(
     return frame.with_columns(**{k: (e.over(by) if group else e) for k, e in features.items()})
 
 
-def batch(name: str, *arrays: np.ndarray, engine: str = "auto", **params: Any) -> np.ndarray | tuple[np.ndarray, ...]:
+def batch(name: str, *arrays: Any, engine: str = "auto", **params: Any) -> Any:
     """Indicator ``name`` on 1-D arrays, or on 2-D arrays (time × columns), column by column.
 
-    ``engine="auto"`` runs the Numba kernel here (no CuPy twins exist yet); ``"cupy"`` raises
-    :class:`EngineUnavailableError` saying why it cannot run.
+    ``engine="auto"`` runs 2-D inputs on the GPU when CuPy and a device are available and the
+    indicator has a CuPy twin (:data:`ntlab.kernels.gpu.TWINS`), otherwise on Numba;
+    ``"cupy"`` insists on the GPU and raises :class:`EngineUnavailableError` saying why it
+    cannot. NumPy inputs give NumPy results; CuPy inputs stay on the GPU.
     """
     spec = indicator(name)
     values = spec.check(params)
     if len(arrays) != len(spec.inputs):
         msg = f"{name} takes {len(spec.inputs)} input array(s) {spec.inputs}, got {len(arrays)}"
         raise ConfigError(msg)
-    xs = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
-    shapes = {x.shape for x in xs}
-    if len(shapes) != 1 or xs[0].ndim not in (1, 2):
-        msg = f"{name} inputs must be 1-D or 2-D arrays of one shape, got shapes {[x.shape for x in xs]}"
+    shapes = [tuple(a.shape) if hasattr(a, "shape") else np.shape(a) for a in arrays]
+    ndim = len(shapes[0])
+    if len(set(shapes)) != 1 or ndim not in (1, 2):
+        msg = f"{name} inputs must be 1-D or 2-D arrays of one shape, got shapes {shapes}"
         raise DataError(msg)
-    if resolve_engine(engine) == "cupy" and engine == "cupy":  # pragma: no cover - needs a GPU
-        msg = f"{name} has no CuPy twin yet; use engine='auto' (Numba)"
-        raise EngineUnavailableError(msg)
-    kernel = spec.kernel("2d" if xs[0].ndim == 2 else "")
+    if _on_gpu(name, engine, arrays, want=ndim == 2):  # pragma: no cover - needs a GPU
+        out = gpu.run(name, arrays[0] if ndim == 2 else arrays[0][:, None], values)
+        out = out if ndim == 2 else out[:, 0]
+        return out if gpu.is_gpu_array(arrays[0]) else out.get()
+    xs = [np.ascontiguousarray(a, dtype=np.float64) for a in arrays]
+    kernel = spec.kernel("2d" if ndim == 2 else "")
     return kernel(*xs, *values, _out(spec, xs[0].shape))
 
 
-def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], **params: Any) -> pl.DataFrame:
+def _on_gpu(name: str, engine: str, arrays: Sequence[Any], *, want: bool) -> bool:
+    """Whether to run on the GPU: CuPy inputs or ``engine="cupy"`` insist, ``"auto"`` asks for
+    2-D work (``want``); insisting on an indicator without a twin is an error."""
+    on_device = any(gpu.is_gpu_array(a) for a in arrays)
+    insist = on_device or engine == "cupy"
+    chosen = resolve_engine("cupy" if on_device and engine == "auto" else engine)
+    if chosen == "numba":
+        if on_device:
+            msg = f"{name}: the inputs are CuPy arrays but engine={engine!r}; pass NumPy arrays (a.get()) to run on Numba"
+            raise EngineUnavailableError(msg)
+        return False
+    if name not in gpu.TWINS:
+        if insist:
+            msg = f"{name} has no CuPy twin (twins: {', '.join(gpu.TWINS)}); use engine='auto' with NumPy inputs to run it on Numba"
+            raise EngineUnavailableError(msg)
+        return False
+    return insist or want
+
+
+def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], *, engine: str = "auto", **params: Any) -> pl.DataFrame:
     """Indicator ``name`` for every value of its first parameter in ``values``, in one call.
 
-    Returns one column per value, named ``<name>_<value>`` (parallel over the values).
+    Returns one column per value, named ``<name>_<value>``: parallel over the values on the
+    CPU, one GPU thread per value where the indicator has a CuPy twin and ``engine`` resolves
+    to ``"cupy"`` (see :func:`batch`).
     """
     spec = indicator(name)
     if not spec.params or len(spec.inputs) != 1:
@@ -173,6 +199,9 @@ def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], **
     series = x if isinstance(x, pl.Series) else pl.Series("x", np.asarray(x))
     arr = _float_array(series, f"{name} input")
     swept = np.asarray(checked, dtype=np.int64 if first.kind is int else np.float64)
+    if _on_gpu(name, engine, [], want=True):  # pragma: no cover - needs a GPU
+        out = gpu.run(name, arr, (checked[0], *rest), swept=swept).get()
+        return pl.DataFrame({f"{name}_{v}": out[:, j] for j, v in enumerate(checked)})
     if spec.grid_takes_all_params:  # one value of every parameter per column
         rest = tuple(np.full(swept.size, v, dtype=np.int64 if p.kind is int else np.float64) for p, v in zip(spec.params[1:], rest, strict=True))
     out = spec.kernel("grid")(arr, swept, *rest, _out(spec, (arr.size, swept.size), columns_apart=True))

@@ -1,4 +1,5 @@
-"""Numba kernels: arrays in, arrays out (``*_nb``), and their CuPy twins (``*_cp``).
+"""Numba kernels: arrays in, arrays out (``*_nb``), and CuPy twins of the 2-D and grid forms
+(:mod:`ntlab.kernels.gpu`: CUDA source with one thread per column, same scalar rules).
 
 Conventions shared by every indicator kernel
 --------------------------------------------
@@ -13,5 +14,5 @@ Every indicator comes in these forms, all in the same module, that give the same
 - Numerical stability: rolling sums/variances must not drift on long series (10 M rows): use compensated (Kahan/Neumaier) running sums or Welford-style add/remove, or periodic exact recomputation; test on a 1 M-row random walk with level ~1e4 against the reference to 1e-9 relative.
 - Every kernel has a plain reference in the TESTS (pandas rolling/ewm, NumPy loops) written independently of the kernel; tests compare batch 1-D = batch 2-D = grid column = streaming = reference with hypothesis (`@settings(deadline=None, max_examples=~40, derandomize=True)`), including NaNs in the input and short series (shorter than the window), and they must also pass with `NUMBA_DISABLE_JIT=1` (prange then is range; keep the no-JIT run of your test file under ~60 s).
 - Kernels import nothing of ntlab (only numpy/numba/math). Names end in `_nb`. Docstrings (NumPy style) state formula, warm-up, NaN rule, and the reference.
-- No CuPy here: another engineer writes CuPy twins of the 2-D kernels later, with the same signatures and semantics.
+- No CuPy in the Numba modules: the GPU twins live in `gpu.py` / `gpu_kernels.cu`, with the same semantics, and are tested against these kernels.
 """
