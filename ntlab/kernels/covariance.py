@@ -40,7 +40,7 @@ import math
 import numpy as np
 from numba import njit, prange
 
-from ntlab.kernels._common import RECOMPUTE_RATIO, _nsum_nb, _period_nb
+from ntlab.kernels._common import _KW, _PAR, RECOMPUTE_RATIO, _nsum_nb, _period_nb
 
 __all__ = [
     "rolling_beta_2d_nb",
@@ -99,7 +99,7 @@ B_HEAD = 26
 ZERO_SUMS = (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_state_nb(window: int) -> np.ndarray:
     state = np.zeros(B_HEAD + 2 * window, dtype=np.float64)
     state[B_WINDOW] = window
@@ -111,7 +111,7 @@ def _bivar_state_nb(window: int) -> np.ndarray:
     return state
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_acc_nb(sums: tuple, dx: float, dy: float, sign: float) -> tuple:
     """Add (``sign=1``) or remove (``sign=-1``) the shifted pair ``(dx, dy)``."""
     sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx, eyy = sums
@@ -123,7 +123,7 @@ def _bivar_acc_nb(sums: tuple, dx: float, dy: float, sign: float) -> tuple:
     return sx, sxc, sy, syc, sxx, sxxc, syy, syyc, sxy, sxyc, exx + dx * dx, eyy + dy * dy
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_push_nb(st: tuple, ox: float, oy: float, x: float, y: float, w: int) -> tuple:
     """Move the window on: ``(ox, oy)`` leaves (once the window is full), ``(x, y)`` enters."""
     count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
@@ -145,7 +145,7 @@ def _bivar_push_nb(st: tuple, ox: float, oy: float, x: float, y: float, w: int) 
     return (count + 1.0, pos, until - 1.0, nbad, runx, x, runy, y, shx, shy, sums)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_centred_nb(sums: tuple, w: int) -> tuple[float, float, float]:
     """Centred ``(sxx, syy, sxy)`` of the window from the shifted sums."""
     sx = sums[0] + sums[1]
@@ -155,7 +155,7 @@ def _bivar_centred_nb(sums: tuple, w: int) -> tuple[float, float, float]:
     return cxx, cyy, (sums[8] + sums[9]) - sx * sy / w
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_defined_nb(st: tuple, kind: int, w: int) -> bool:
     """Whether the window is complete, without missing pairs, and neither side is degenerate."""
     count, nbad, runx, runy = st[0], st[3], st[4], st[6]
@@ -163,7 +163,7 @@ def _bivar_defined_nb(st: tuple, kind: int, w: int) -> bool:
     return ok and (runx < w or kind == K_BETA)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_check_nb(st: tuple, kind: int, w: int) -> bool:
     """Whether an exact recomputation is due: periodic, or the (co)variances are too inexact."""
     if st[2] == 0.0:
@@ -174,7 +174,7 @@ def _bivar_check_nb(st: tuple, kind: int, w: int) -> bool:
     return cxx < RECOMPUTE_RATIO * st[10][10] or cyy < RECOMPUTE_RATIO * st[10][11]
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_exact_nb(st: tuple, rx: np.ndarray, ry: np.ndarray) -> tuple:
     """Recompute the sums of the full window exactly (two-pass; the shifts become the means)."""
     count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums = st
@@ -196,7 +196,7 @@ def _bivar_exact_nb(st: tuple, rx: np.ndarray, ry: np.ndarray) -> tuple:
     return (count, pos, until, nbad, runx, lastx, runy, lasty, shx, shy, sums)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_value_nb(st: tuple, kind: int, w: int) -> float:
     if not _bivar_defined_nb(st, kind, w):
         return np.nan
@@ -213,7 +213,7 @@ def _bivar_value_nb(st: tuple, kind: int, w: int) -> float:
     return min(max(cxy / den, -1.0), 1.0)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_run_nb(state: np.ndarray, x: np.ndarray, y: np.ndarray, kind: int, out: np.ndarray) -> None:
     w = np.int64(state[B_WINDOW])
     rx = state[B_HEAD : B_HEAD + w]
@@ -239,7 +239,7 @@ def _bivar_run_nb(state: np.ndarray, x: np.ndarray, y: np.ndarray, kind: int, ou
         state[B_SUMS + j] = sums[j]
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_update_nb(state: np.ndarray, x: float, y: float, kind: int) -> float:
     state[B_INX] = x
     state[B_INY] = y
@@ -248,12 +248,12 @@ def _bivar_update_nb(state: np.ndarray, x: float, y: float, kind: int) -> float:
     return state[B_OUT]
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _bivar_into_nb(x: np.ndarray, y: np.ndarray, window: int, kind: int, out: np.ndarray) -> None:
     _bivar_run_nb(_bivar_state_nb(window), x, y, kind, out)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PAR)
 def _bivar_2d_nb(
     x: np.ndarray, y: np.ndarray, window: int, kind: int, out: np.ndarray
 ) -> np.ndarray:
@@ -262,7 +262,7 @@ def _bivar_2d_nb(
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PAR)
 def _bivar_grid_nb(
     x: np.ndarray, y: np.ndarray, windows: np.ndarray, kind: int, out: np.ndarray
 ) -> np.ndarray:
@@ -275,7 +275,7 @@ def _bivar_grid_nb(
 # Public kernels. The 2-D and grid forms call the parallel loops above.
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_corr_nb(
     x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -290,7 +290,7 @@ def rolling_corr_nb(
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_corr_2d_nb(
     x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -300,7 +300,7 @@ def rolling_corr_2d_nb(
     return _bivar_2d_nb(x, y, window, K_CORR, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_corr_grid_nb(
     x: np.ndarray, y: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -310,19 +310,19 @@ def rolling_corr_grid_nb(
     return _bivar_grid_nb(x, y, windows, K_CORR, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_corr_state_nb(window: int) -> np.ndarray:
     """State of streaming :func:`rolling_corr_nb`."""
     return _bivar_state_nb(window)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_corr_update_nb(state: np.ndarray, x: float, y: float) -> float:
     """Feed one pair; return the correlation of the window ending at it."""
     return _bivar_update_nb(state, x, y, K_CORR)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_beta_nb(
     x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -338,7 +338,7 @@ def rolling_beta_nb(
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_beta_2d_nb(
     x: np.ndarray, y: np.ndarray, window: int, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -348,7 +348,7 @@ def rolling_beta_2d_nb(
     return _bivar_2d_nb(x, y, window, K_BETA, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_beta_grid_nb(
     x: np.ndarray, y: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -358,13 +358,13 @@ def rolling_beta_grid_nb(
     return _bivar_grid_nb(x, y, windows, K_BETA, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_beta_state_nb(window: int) -> np.ndarray:
     """State of streaming :func:`rolling_beta_nb`."""
     return _bivar_state_nb(window)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_beta_update_nb(state: np.ndarray, x: float, y: float) -> float:
     """Feed one pair; return the beta of ``x`` on ``y`` over the window ending at it."""
     return _bivar_update_nb(state, x, y, K_BETA)

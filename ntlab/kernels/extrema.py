@@ -28,6 +28,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from ntlab.kernels._common import _KW, _PAR
+
 __all__ = [
     "rolling_max_2d_nb",
     "rolling_max_grid_nb",
@@ -57,19 +59,16 @@ X_LEFT = 7  # events until the last missing value has left the window
 X_HEAD = 8
 
 
-# Each family has one loop, `_*_run_nb(state, x, ..., out)`: it loads the scalars of the state
-# into a tuple, feeds the events in order and stores the tuple back. The batch kernels run it
-# over a whole column, the update kernels over one event held in the state's scratch slots, so
-# streaming equals batch by construction. The rules inside the loop are functions of scalars
-# (a function that takes an array and calls another one with it costs two atomic reference
-# counts per event, a 3x slowdown here); only the loop touches the ring buffers.
+# One rule, `_minmax_step_nb`, feeds one event: the batch loop calls it for every event of a
+# column, the update for one, so streaming equals batch by construction. Neither slices the
+# state (a slice is a new array object: an update through slices cost 60 ns, without 5 ns).
 
 # ---------------------------------------------------------------------------------------------
 # Min and max: monotonic deque of (event number, value) in the state, best candidate at the
 # front; a candidate is dropped once a newer value is at least as good (so ties keep the newest)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _minmax_state_nb(window: int, is_max: bool) -> np.ndarray:
     state = np.zeros(X_HEAD + 2 * window, dtype=np.float64)
     state[X_WINDOW] = window
@@ -77,62 +76,74 @@ def _minmax_state_nb(window: int, is_max: bool) -> np.ndarray:
     return state
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW, inline="always")
+def _minmax_step_nb(state: np.ndarray, w: int, is_max: bool, count: int, f: int, n: int, left: int, v: float) -> tuple:
+    """Feed ``v``: returns the new ``(count, front, size, left)`` and the window's value.
+    The deque's event numbers are at ``state[X_HEAD:][:w]``, its values ``w`` further."""
+    idx = X_HEAD
+    vals = X_HEAD + w
+    while n > 0 and state[idx + f] <= count - w:  # the front left the window
+        f = f + 1 if f + 1 < w else 0
+        n -= 1
+    if np.isfinite(v):
+        while n > 0:  # drop the candidates that v dominates, from the back
+            b = f + n - 1 if f + n - 1 < w else f + n - 1 - w
+            if (state[vals + b] > v) if is_max else (state[vals + b] < v):
+                break
+            n -= 1
+        b = f + n if f + n < w else f + n - w
+        state[idx + b] = count
+        state[vals + b] = v
+        n += 1
+    else:
+        left = w
+    out = state[vals + f] if count + 1 >= w and left == 0 else np.nan
+    return count + 1, f, n, max(left - 1, 0), out
+
+
+@njit(**_KW)
 def _minmax_run_nb(state: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
     w = np.int64(state[X_WINDOW])
     is_max = state[X_ISMAX] > 0.0
-    idx = state[X_HEAD : X_HEAD + w]
-    vals = state[X_HEAD + w : X_HEAD + 2 * w]
     count = np.int64(state[X_COUNT])
     f = np.int64(state[X_FRONT])
     n = np.int64(state[X_SIZE])
     left = np.int64(state[X_LEFT])
     for i in range(x.shape[0]):
-        v = x[i]
-        while n > 0 and idx[f] <= count - w:  # the front left the window
-            f = f + 1 if f + 1 < w else 0
-            n -= 1
-        if np.isfinite(v):
-            while n > 0:  # drop the candidates that v dominates, from the back
-                b = f + n - 1 if f + n - 1 < w else f + n - 1 - w
-                if (vals[b] > v) if is_max else (vals[b] < v):
-                    break
-                n -= 1
-            b = f + n if f + n < w else f + n - w
-            idx[b] = count
-            vals[b] = v
-            n += 1
-        else:
-            left = w
-        out[i] = vals[f] if count + 1 >= w and left == 0 else np.nan
-        left = max(left - 1, 0)
-        count += 1
+        count, f, n, left, out[i] = _minmax_step_nb(state, w, is_max, count, f, n, left, x[i])
     state[X_COUNT] = count
     state[X_FRONT] = f
     state[X_SIZE] = n
     state[X_LEFT] = left
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _minmax_update_nb(state: np.ndarray, x: float) -> float:
-    state[X_IN] = x
-    _minmax_run_nb(state, state[X_IN : X_IN + 1], state[X_OUT : X_OUT + 1])
-    return state[X_OUT]
+    w = np.int64(state[X_WINDOW])
+    count, f, n, left, out = _minmax_step_nb(
+        state, w, state[X_ISMAX] > 0.0, np.int64(state[X_COUNT]), np.int64(state[X_FRONT]),
+        np.int64(state[X_SIZE]), np.int64(state[X_LEFT]), x,
+    )
+    state[X_COUNT] = count
+    state[X_FRONT] = f
+    state[X_SIZE] = n
+    state[X_LEFT] = left
+    return out
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def _minmax_into_nb(x: np.ndarray, window: int, is_max: bool, out: np.ndarray) -> None:
     _minmax_run_nb(_minmax_state_nb(window, is_max), x, out)
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PAR)
 def _minmax_2d_nb(x: np.ndarray, window: int, is_max: bool, out: np.ndarray) -> np.ndarray:
     for j in prange(x.shape[1]):
         _minmax_into_nb(x[:, j], window, is_max, out[:, j])
     return out
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(**_PAR)
 def _minmax_grid_nb(
     x: np.ndarray, windows: np.ndarray, is_max: bool, out: np.ndarray
 ) -> np.ndarray:
@@ -145,7 +156,7 @@ def _minmax_grid_nb(
 # Public kernels. The 2-D and grid forms call the parallel loops above.
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_min_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling minimum (monotonic deque). Reference: ``pd.Series(x).rolling(window).min()``."""
     if out is None:
@@ -154,7 +165,7 @@ def rolling_min_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) ->
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_min_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rolling_min_nb` of each column of ``x[T, N]``."""
     if out is None:
@@ -162,7 +173,7 @@ def rolling_min_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None)
     return _minmax_2d_nb(x, window, False, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_min_grid_nb(
     x: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -172,19 +183,19 @@ def rolling_min_grid_nb(
     return _minmax_grid_nb(x, windows, False, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_min_state_nb(window: int) -> np.ndarray:
     """State of streaming :func:`rolling_min_nb` (the deque lives in it)."""
     return _minmax_state_nb(window, False)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_min_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the minimum of the window ending at it."""
     return _minmax_update_nb(state, x)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_max_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """Rolling maximum (monotonic deque). Reference: ``pd.Series(x).rolling(window).max()``."""
     if out is None:
@@ -193,7 +204,7 @@ def rolling_max_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) ->
     return out
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_max_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None) -> np.ndarray:
     """:func:`rolling_max_nb` of each column of ``x[T, N]``."""
     if out is None:
@@ -201,7 +212,7 @@ def rolling_max_2d_nb(x: np.ndarray, window: int, out: np.ndarray | None = None)
     return _minmax_2d_nb(x, window, True, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_max_grid_nb(
     x: np.ndarray, windows: np.ndarray, out: np.ndarray | None = None
 ) -> np.ndarray:
@@ -211,13 +222,13 @@ def rolling_max_grid_nb(
     return _minmax_grid_nb(x, windows, True, out)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_max_state_nb(window: int) -> np.ndarray:
     """State of streaming :func:`rolling_max_nb` (the deque lives in it)."""
     return _minmax_state_nb(window, True)
 
 
-@njit(cache=True, nogil=True)
+@njit(**_KW)
 def rolling_max_update_nb(state: np.ndarray, x: float) -> float:
     """Feed one value; return the maximum of the window ending at it."""
     return _minmax_update_nb(state, x)
