@@ -1,0 +1,111 @@
+"""Example strategies, written once as compiled functions and once as Python classes.
+
+The moving-average crossover is the one the peers (vectorbt, backtrader) are checked against:
+long-only, ``size`` units, enter when the fast SMA crosses above the slow one, exit when it
+crosses below; the averages are the streaming kernels of :mod:`ntlab.kernels.rolling`, fed one
+close at a time, so no bar can see the future.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit
+
+from ntlab.kernels import indicators as ki
+from ntlab.kernels import rolling as kr
+from ntlab.kernels._common import _KW
+from ntlab.strategy import verbs as v
+from ntlab.strategy.base import CompiledStrategy, Context, Strategy
+
+__all__ = ["ema_cross", "sma_cross", "SmaCross"]
+
+# State of the crossover: [size, previous fast - slow, offset of the slow state, fast state..., slow state...]
+_SIZE, _PREV, _SLOW_AT, _FAST_AT = 0, 1, 2, 3
+
+
+def _cross_init(fast_state: np.ndarray, slow_state: np.ndarray, size: float) -> np.ndarray:
+    head = np.array([size, np.nan, _FAST_AT + fast_state.size])
+    return np.concatenate([head, fast_state, slow_state])
+
+
+@njit(**_KW)
+def _cross_signal_nb(state: np.ndarray, fast: float, slow: float) -> int:
+    """+1 on a cross up, -1 on a cross down, 0 otherwise (both averages defined at t-1 and t)."""
+    diff = fast - slow
+    prev = state[_PREV]
+    state[_PREV] = diff
+    if np.isnan(prev) or np.isnan(diff):
+        return 0
+    if diff > 0.0 and prev <= 0.0:
+        return 1
+    if diff < 0.0 and prev >= 0.0:
+        return -1
+    return 0
+
+
+@njit(**_KW)
+def _act_nb(ctx, state: np.ndarray, signal: int) -> None:  # noqa: ANN001
+    held = v.position(ctx, 0)
+    if signal > 0 and held == 0.0:
+        v.buy(ctx, 0, state[_SIZE])
+    elif signal < 0 and held > 0.0:
+        v.sell(ctx, 0, held)
+
+
+@njit(**_KW)
+def _sma_cross_on_bar(ctx, state: np.ndarray) -> None:  # noqa: ANN001
+    close = v.price(ctx, 0)
+    at = np.int64(state[_SLOW_AT])
+    fast = kr.rolling_mean_update_nb(state[_FAST_AT:at], close)
+    slow = kr.rolling_mean_update_nb(state[at:], close)
+    _act_nb(ctx, state, _cross_signal_nb(state, fast, slow))
+
+
+def _sma_cross_init(fast: int = 10, slow: int = 50, size: float = 1.0) -> np.ndarray:
+    return _cross_init(kr.rolling_mean_state_nb(fast), kr.rolling_mean_state_nb(slow), size)
+
+
+@njit(**_KW)
+def _ema_cross_on_bar(ctx, state: np.ndarray) -> None:  # noqa: ANN001
+    close = v.price(ctx, 0)
+    at = np.int64(state[_SLOW_AT])
+    _act_nb(ctx, state, _cross_signal_nb(state, ki.ema_update_nb(state[_FAST_AT:at], close), ki.ema_update_nb(state[at:], close)))
+
+
+def _ema_cross_init(span: int = 100, size: float = 1.0) -> np.ndarray:
+    """Price against its EMA: the 'fast' average is the price itself (an EMA of span 1)."""
+    return _cross_init(ki.ema_state_nb(1), ki.ema_state_nb(span), size)
+
+
+sma_cross = CompiledStrategy(on_bar=_sma_cross_on_bar, init=_sma_cross_init)
+"""Long-only SMA(fast)/SMA(slow) crossover on the first asset; params ``fast, slow, size``."""
+
+ema_cross = CompiledStrategy(on_bar=_ema_cross_on_bar, init=_ema_cross_init)
+"""Long-only price/EMA(span) cross on the first asset; params ``span, size``."""
+
+
+class SmaCross(Strategy):
+    """The SMA crossover as a Python strategy (same rules as :data:`sma_cross`)."""
+
+    fast: int = 10
+    slow: int = 50
+    size: float = 1.0
+    symbol: str | None = None
+
+    def on_start(self, ctx: Context) -> None:
+        self._fast = kr.rolling_mean_state_nb(self.fast)
+        self._slow = kr.rolling_mean_state_nb(self.slow)
+        self._prev = np.nan
+        self._symbol = self.symbol or ctx.symbols[0]
+
+    def on_bar(self, ctx: Context) -> None:
+        close = ctx.price(self._symbol)
+        diff = kr.rolling_mean_update_nb(self._fast, close) - kr.rolling_mean_update_nb(self._slow, close)
+        prev, self._prev = self._prev, diff
+        if np.isnan(prev) or np.isnan(diff):
+            return
+        held = ctx.position(self._symbol)
+        if diff > 0 and prev <= 0 and held == 0:
+            ctx.buy(self._symbol, self.size)
+        elif diff < 0 and prev >= 0 and held > 0:
+            ctx.sell(self._symbol, held)
