@@ -502,3 +502,20 @@ def test_features_reach_the_context(spy) -> None:  # noqa: ANN001
     assert got == list(map(float, range(50)))
     with pytest.raises(ConfigError, match="unknown feature 'nope'"):
         backtest(frame, type("R", (Strategy,), {"on_bar": lambda self, ctx: ctx.feature("SPY", "nope")})(), features=["signal"])
+
+
+def test_trade_ticks_are_bars_of_one_trade() -> None:
+    ticks = ntlab.datasets.load("binance_spot_btcusdt_trades").head(5000)
+    result = backtest(ticks, ema_cross, span=50, size=0.0005, model=ExecutionModel(volume_limit=1.0))
+    data = bar_data(ticks)
+    assert data.ts.size == ticks["ts"].n_unique() and result.trades.height > 5
+    prices = set(ticks["price"].to_list())
+    assert set(result.fills["price"].to_list()) <= prices  # every fill at a traded price
+    sizes = dict(zip(ticks["ts"].dt.epoch("ns").to_list(), ticks["size"].to_list(), strict=True))
+    assert all(abs(q) <= sizes[t] + 1e-12 for t, q in zip(result.fills["ts"].dt.epoch("ns"), result.fills["qty"], strict=True))
+
+
+def test_trades_with_one_time_stamp_are_one_bar() -> None:
+    ticks = pl.DataFrame({"ts": [T0, T0, T0 + timedelta(seconds=1)], "price": [10.0, 11.0, 9.0], "size": [1.0, 2.0, 3.0]})
+    data = bar_data(ticks.with_columns(pl.col("ts").dt.cast_time_unit("ns")))
+    assert data.ohlcv[:, 0].tolist() == [[10.0, 11.0, 10.0, 11.0, 3.0], [9.0, 9.0, 9.0, 9.0, 3.0]]

@@ -7,7 +7,11 @@ Python loop that calls the same compiled broker once per bar. Both go through th
 
 Bars are a Polars frame with ``ts``, ``open``, ``high``, ``low``, ``close``, ``volume`` and, for
 several assets, ``symbol`` (long format; an asset without a bar at some time has none then:
-its orders wait and it is valued at its last close).
+its orders wait and it is valued at its last close). Trade ticks (``ts, price, size``: the
+``trades`` kind of :mod:`ntlab.data`) are taken as bars of one trade each: a market order
+decided on a trade fills at its price (``fill_on="close"``) or at the next trade's, a limit
+when a later trade reaches it, partial fills by the trades' sizes; trades with the same time
+stamp form one bar (open = first price, close = last, volume = their sum).
 """
 
 from __future__ import annotations
@@ -50,6 +54,12 @@ def bar_data(bars: pl.DataFrame | BarData, features: Sequence[str] = ()) -> BarD
         return bars
     if isinstance(bars, pl.LazyFrame):
         bars = bars.collect()
+    if "open" not in bars.columns and {"price", "size"} <= set(bars.columns):  # trade ticks
+        keys = ["symbol", "ts"] if "symbol" in bars.columns else ["ts"]
+        bars = bars.group_by(keys, maintain_order=True).agg(  # trades stamped alike are one event
+            pl.col("price").first().alias("open"), pl.col("price").max().alias("high"), pl.col("price").min().alias("low"),
+            pl.col("price").last().alias("close"), pl.col("size").sum().alias("volume"), *[pl.col(f).last() for f in features],
+        )
     needed = ["ts", *OHLCV, *features]
     missing = [c for c in needed if c not in bars.columns]
     if missing:
