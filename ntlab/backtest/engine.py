@@ -156,21 +156,21 @@ def _run_python(strategy: Strategy, data: BarData, ctx: b.Ctx) -> b.Ctx:
             ctx = b.grown(ctx)
             view._use(ctx)
         if wants_fills:
-            seen = _deliver_fills(strategy, view, seen, data.symbols)
+            seen = _deliver_fills(strategy, view, seen, data)
         if t < data.ts.size:
             strategy.on_bar(view)
     strategy.on_stop(view)
     return ctx
 
 
-def _deliver_fills(strategy: Strategy, view: Context, seen: int, symbols: list[str]) -> int:
+def _deliver_fills(strategy: Strategy, view: Context, seen: int, data: BarData) -> int:
     """Call ``on_fill`` for the fill events logged since event number ``seen``."""
     n = int(view._a["n_events"][0])
     for e in view._a["events"][seen:n]:
         kind = int(e[o.E_KIND])
         if kind in (o.FILLED, o.PARTIALLY_FILLED):
-            ts = dt.datetime.fromtimestamp(int(e[o.E_TS]) / 1e9, tz=dt.UTC)
-            fill = Fill(int(e[o.E_ORDER]), symbols[int(e[o.E_ASSET])], float(e[o.E_QTY]), float(e[o.E_PRICE]), float(e[o.E_FEE]), ts, kind == o.PARTIALLY_FILLED, float(e[o.E_TAG]))
+            ts = dt.datetime.fromtimestamp(int(data.ts[int(e[o.E_BAR])]) / 1e9, tz=dt.UTC)
+            fill = Fill(int(e[o.E_ORDER]), data.symbols[int(e[o.E_ASSET])], float(e[o.E_QTY]), float(e[o.E_PRICE]), float(e[o.E_FEE]), ts, kind == o.PARTIALLY_FILLED, float(e[o.E_TAG]))
             strategy.on_fill(view, fill)
     return n
 

@@ -55,13 +55,16 @@ class Result:
         ctx = SimpleNamespace(**b.arrays(ctx))
         symbols = np.asarray(data.symbols + [""], dtype=object)
 
+        def at(bars: np.ndarray) -> pl.Series:  # logs hold bar numbers (exact), not times
+            return _times(data.ts[bars.astype(np.int64)])
+
         def names(index: np.ndarray) -> list[str]:  # rejected unknown assets and cancels of unknown orders -> ""
             i = index.astype(np.int64)
             return symbols[np.where((i >= 0) & (i < len(data.symbols)), i, -1)].tolist()
 
         q = ctx.equity
         equity = pl.DataFrame({
-            "ts": _times(q[:, b.Q_TS]),
+            "ts": at(q[:, b.Q_BAR]),
             "cash": q[:, b.Q_CASH],
             "position_value": q[:, b.Q_POSITION_VALUE],
             "gross_exposure": q[:, b.Q_GROSS],
@@ -73,7 +76,7 @@ class Result:
         kinds = e[:, o.E_KIND].astype(np.int64)
         reasons = e[:, o.E_REASON].astype(np.int64)
         events = pl.DataFrame({
-            "ts": _times(e[:, o.E_TS]),
+            "ts": at(e[:, o.E_BAR]),
             "order_id": e[:, o.E_ORDER].astype(np.int64),
             "event": pl.Series(np.asarray(o.EVENT_KINDS, dtype=object)[kinds].tolist(), dtype=pl.Utf8),
             "reason": pl.Series(np.asarray(o.REJECT_REASONS, dtype=object)[reasons].tolist(), dtype=pl.Utf8),
@@ -88,8 +91,8 @@ class Result:
             "symbol": pl.Series(names(tr[:, b.T_ASSET]), dtype=pl.Utf8),
             "side": pl.Series(np.where(tr[:, b.T_SIDE] > 0, "long", "short").tolist(), dtype=pl.Utf8),
             "qty": tr[:, b.T_QTY],
-            "entry_ts": _times(tr[:, b.T_ENTRY_TS]),
-            "exit_ts": _times(tr[:, b.T_EXIT_TS]),
+            "entry_ts": at(tr[:, b.T_ENTRY_BAR]),
+            "exit_ts": at(tr[:, b.T_EXIT_BAR]),
             "entry_price": tr[:, b.T_ENTRY_PRICE],
             "exit_price": tr[:, b.T_EXIT_PRICE],
             "fees": tr[:, b.T_FEES],

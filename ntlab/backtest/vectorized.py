@@ -79,7 +79,7 @@ def _vector_loop_nb(ctx: b.Ctx, ts: np.ndarray, ohlcv: np.ndarray, a: np.ndarray
                 value += x
                 gross += abs(x)
         row = equity[t]
-        row[b.Q_TS] = ts[t]
+        row[b.Q_BAR] = t
         row[b.Q_CASH] = cash[0]
         row[b.Q_POSITION_VALUE] = value
         row[b.Q_GROSS] = gross

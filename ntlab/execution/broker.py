@@ -56,8 +56,8 @@ OPEN, HIGH, LOW, CLOSE, VOLUME = 0, 1, 2, 3, 4
 T_ASSET = 0
 T_SIDE = 1
 T_QTY = 2
-T_ENTRY_TS = 3
-T_EXIT_TS = 4
+T_ENTRY_BAR = 3
+T_EXIT_BAR = 4
 T_ENTRY_PRICE = 5
 T_EXIT_PRICE = 6
 T_FEES = 7
@@ -72,11 +72,11 @@ OT_EXIT_QTY = 3
 OT_EXIT_NOTIONAL = 4
 OT_FEES = 5
 OT_REALISED = 6
-OT_ENTRY_TS = 7
+OT_ENTRY_BAR = 7
 OT_WIDTH = 8
 
 # Equity rows (one per bar)
-Q_TS = 0
+Q_BAR = 0
 Q_CASH = 1
 Q_POSITION_VALUE = 2
 Q_GROSS = 3
@@ -227,7 +227,7 @@ def has_room_nb(ctx: Ctx) -> bool:
 def _event_nb(ctx: Ctx, order_id: float, kind: int, reason: int, asset: float, qty: float, price: float, fee: float, tag: float) -> None:
     k = ctx.n_events[0]
     e = ctx.events[k]
-    e[o.E_TS] = ctx.clock[C_TS]
+    e[o.E_BAR] = ctx.clock[C_BAR]
     e[o.E_ORDER] = order_id
     e[o.E_KIND] = kind
     e[o.E_REASON] = reason
@@ -252,8 +252,8 @@ def _close_trade_nb(ctx: Ctx, a: int) -> None:
     tr[T_ASSET] = a
     tr[T_SIDE] = ot[OT_SIDE]
     tr[T_QTY] = ot[OT_QTY]
-    tr[T_ENTRY_TS] = ot[OT_ENTRY_TS]
-    tr[T_EXIT_TS] = ctx.clock[C_TS]
+    tr[T_ENTRY_BAR] = ot[OT_ENTRY_BAR]
+    tr[T_EXIT_BAR] = ctx.clock[C_BAR]
     tr[T_ENTRY_PRICE] = ot[OT_ENTRY_NOTIONAL] / ot[OT_QTY]
     tr[T_EXIT_PRICE] = ot[OT_EXIT_NOTIONAL] / ot[OT_EXIT_QTY]
     tr[T_FEES] = ot[OT_FEES]
@@ -272,7 +272,7 @@ def _open_trade_nb(ctx: Ctx, a: int, side: float, qty: float, price: float, fee:
     ot[OT_EXIT_NOTIONAL] = 0.0
     ot[OT_FEES] = fee
     ot[OT_REALISED] = 0.0
-    ot[OT_ENTRY_TS] = ctx.clock[C_TS]
+    ot[OT_ENTRY_BAR] = ctx.clock[C_BAR]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -555,7 +555,7 @@ def _accept_nb(ctx: Ctx, req: np.ndarray, t: int) -> None:
     row[o.O_FILLED] = 0.0
     row[o.O_TRIGGERED] = 0.0
     row[o.O_NOTIONAL] = 0.0
-    row[o.O_TS] = ctx.clock[C_TS]
+    row[o.O_BAR] = ctx.clock[C_BAR]
     latency = ctx.params[o.P_LATENCY]
     now = row[o.O_TYPE] == o.MARKET and ctx.params[o.P_FILL_ON] == 0.0 and latency == 0.0
     row[o.O_ACTIVE] = INACTIVE if parent >= 0.0 else (t if now else t + max(1.0, latency))
@@ -585,7 +585,7 @@ def end_bar_nb(ctx: Ctx) -> None:
     value, gross = _equity_nb(ctx)
     cash, flows = ctx.cash[0], ctx.flows
     q = ctx.equity[t]
-    q[Q_TS] = ctx.clock[C_TS]
+    q[Q_BAR] = t
     q[Q_CASH] = cash
     q[Q_POSITION_VALUE] = value
     q[Q_GROSS] = gross

@@ -41,7 +41,7 @@ O_FILLED = 4  # signed quantity filled so far
 O_TYPE = 5
 O_LIMIT = 6
 O_STOP = 7
-O_TS = 8  # submission time, ns
+O_BAR = 8  # bar (event) number of the submission
 O_ACTIVE = 9  # first bar at which the order may fill (a huge value while it waits for a parent)
 O_GROUP = 10  # one-cancels-other group (-1: none)
 O_PARENT = 11  # parent order id (-1: none); a child activates once its parent has filled
@@ -54,7 +54,7 @@ RQ_NEW = 0
 RQ_CANCEL = 1
 
 # Event log rows
-E_TS = 0
+E_BAR = 0  # bar (event) number: exact in float64, where a time in ns is not
 E_ORDER = 1
 E_KIND = 2
 E_REASON = 3
