@@ -26,7 +26,7 @@ from ntlab.execution import ExecutionModel
 from ntlab.execution import broker as b
 from ntlab.strategy import CompiledStrategy, Strategy
 from ntlab.strategy import verbs as v
-from ntlab.strategy.examples import SmaCross, ema_cross, sma_cross
+from ntlab.strategy.examples import EmaCross, SmaCross, ema_cross, sma_cross
 
 PROPERTY = settings(deadline=None, max_examples=30, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
 T0 = datetime(2024, 1, 2, 14, 30, tzinfo=UTC)
@@ -341,6 +341,7 @@ def test_compiled_and_python_strategies_agree(spy) -> None:  # noqa: ANN001
 
 def test_ema_cross_trades_on_crosses_of_price_and_ema(spy) -> None:  # noqa: ANN001
     result = backtest(spy, ema_cross, span=100)
+    assert backtest(spy, EmaCross(span=100)).events.equals(result.events)
     close = spy["close"].to_numpy()
     ema = pd.Series(close).ewm(span=100, adjust=False, min_periods=100).mean().to_numpy()
     ts = spy["ts"].to_list()

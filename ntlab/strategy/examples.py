@@ -17,7 +17,7 @@ from ntlab.kernels._common import _KW
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Strategy
 
-__all__ = ["ema_cross", "sma_cross", "SmaCross"]
+__all__ = ["EmaCross", "SmaCross", "ema_cross", "sma_cross"]
 
 # State of the crossover: [size, previous fast - slow, offset of the slow state, fast state..., slow state...]
 _SIZE, _PREV, _SLOW_AT, _FAST_AT = 0, 1, 2, 3
@@ -101,6 +101,30 @@ class SmaCross(Strategy):
     def on_bar(self, ctx: Context) -> None:
         close = ctx.price(self._symbol)
         diff = kr.rolling_mean_update_nb(self._fast, close) - kr.rolling_mean_update_nb(self._slow, close)
+        prev, self._prev = self._prev, diff
+        if np.isnan(prev) or np.isnan(diff):
+            return
+        held = ctx.position(self._symbol)
+        if diff > 0 and prev <= 0 and held == 0:
+            ctx.buy(self._symbol, self.size)
+        elif diff < 0 and prev >= 0 and held > 0:
+            ctx.sell(self._symbol, held)
+
+
+class EmaCross(Strategy):
+    """The price/EMA cross as a Python strategy (same rules as :data:`ema_cross`)."""
+
+    span: int = 100
+    size: float = 1.0
+
+    def on_start(self, ctx: Context) -> None:
+        self._ema = ki.ema_state_nb(self.span)
+        self._prev = np.nan
+        self._symbol = ctx.symbols[0]
+
+    def on_bar(self, ctx: Context) -> None:
+        price = ctx.price(self._symbol)
+        diff = price - ki.ema_update_nb(self._ema, price)
         prev, self._prev = self._prev, diff
         if np.isnan(prev) or np.isnan(diff):
             return
