@@ -14,9 +14,8 @@ Frames (times are ``Datetime[ns, UTC]``):
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+import functools
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -36,35 +35,48 @@ def _times(ns: np.ndarray) -> pl.Series:
     return pl.Series(ns.astype(np.int64)).cast(pl.Datetime("ns")).dt.replace_time_zone("UTC")
 
 
-@dataclass(frozen=True)
 class Result:
-    """What a backtest produced; see the module docstring for the frames' columns."""
+    """What a backtest produced; see the module docstring for the frames' columns.
 
-    equity: pl.DataFrame
-    events: pl.DataFrame
-    trades: pl.DataFrame
-    positions: pl.DataFrame
-    symbols: list[str]
-    model: ExecutionModel
-    cash: float
-    params: dict[str, Any] = field(default_factory=dict)
+    The frames are built from the run's logs on first access (a sweep that only needs the
+    final equity never builds a million-row frame).
+    """
+
+    def __init__(self, logs: dict[str, np.ndarray], data: Any, *, model: ExecutionModel, cash: float, params: dict[str, Any]) -> None:
+        self._logs = logs
+        self._ts = data.ts
+        self.symbols: list[str] = list(data.symbols)
+        self.model = model
+        self.cash = float(cash)
+        self.params = dict(params)
 
     @classmethod
     def from_ctx(cls, ctx: b.Ctx, data: Any, *, model: ExecutionModel, cash: float, params: dict[str, Any]) -> Result:
-        """Frames from a finished run's context."""
-        ctx = SimpleNamespace(**b.arrays(ctx))
-        symbols = np.asarray(data.symbols + [""], dtype=object)
+        """The result of a finished run's context (its logs, trimmed; no copy of the bars)."""
+        a = b.arrays(ctx)
+        logs = {
+            "equity": a["equity"],
+            "events": a["events"][: a["n_events"][0]],
+            "trades": a["trades"][: a["n_trades"][0]],
+            **{k: a[k].copy() for k in ("position", "avg_price", "mark", "realised")},
+        }
+        return cls(logs, data, model=model, cash=cash, params=params)
 
-        def at(bars: np.ndarray) -> pl.Series:  # logs hold bar numbers (exact), not times
-            return _times(data.ts[bars.astype(np.int64)])
+    def _at(self, bars: np.ndarray) -> pl.Series:
+        """Times of bar numbers (the logs hold bar numbers: exact in float64, ns times are not)."""
+        return _times(self._ts[bars.astype(np.int64)])
 
-        def names(index: np.ndarray) -> list[str]:  # rejected unknown assets and cancels of unknown orders -> ""
-            i = index.astype(np.int64)
-            return symbols[np.where((i >= 0) & (i < len(data.symbols)), i, -1)].tolist()
+    def _names(self, index: np.ndarray) -> list[str]:
+        """Symbols of asset numbers; "" for the unknown ones of rejected requests."""
+        symbols = np.asarray([*self.symbols, ""], dtype=object)
+        i = index.astype(np.int64)
+        return symbols[np.where((i >= 0) & (i < len(self.symbols)), i, -1)].tolist()
 
-        q = ctx.equity
-        equity = pl.DataFrame({
-            "ts": at(q[:, b.Q_BAR]),
+    @functools.cached_property
+    def equity(self) -> pl.DataFrame:
+        q = self._logs["equity"]
+        return pl.DataFrame({
+            "ts": self._at(q[:, b.Q_BAR]),
             "cash": q[:, b.Q_CASH],
             "position_value": q[:, b.Q_POSITION_VALUE],
             "gross_exposure": q[:, b.Q_GROSS],
@@ -72,42 +84,51 @@ class Result:
             "traded": q[:, b.Q_TRADED],
             "fees": q[:, b.Q_FEES],
         })
-        e = ctx.events[: ctx.n_events[0]]
+
+    @functools.cached_property
+    def events(self) -> pl.DataFrame:
+        e = self._logs["events"]
         kinds = e[:, o.E_KIND].astype(np.int64)
         reasons = e[:, o.E_REASON].astype(np.int64)
-        events = pl.DataFrame({
-            "ts": at(e[:, o.E_BAR]),
+        return pl.DataFrame({
+            "ts": self._at(e[:, o.E_BAR]),
             "order_id": e[:, o.E_ORDER].astype(np.int64),
             "event": pl.Series(np.asarray(o.EVENT_KINDS, dtype=object)[kinds].tolist(), dtype=pl.Utf8),
             "reason": pl.Series(np.asarray(o.REJECT_REASONS, dtype=object)[reasons].tolist(), dtype=pl.Utf8),
-            "symbol": pl.Series(names(e[:, o.E_ASSET]), dtype=pl.Utf8),
+            "symbol": pl.Series(self._names(e[:, o.E_ASSET]), dtype=pl.Utf8),
             "qty": e[:, o.E_QTY],
             "price": e[:, o.E_PRICE],
             "fee": e[:, o.E_FEE],
             "tag": e[:, o.E_TAG],
         })
-        tr = ctx.trades[: ctx.n_trades[0]]
-        trades = pl.DataFrame({
-            "symbol": pl.Series(names(tr[:, b.T_ASSET]), dtype=pl.Utf8),
+
+    @functools.cached_property
+    def trades(self) -> pl.DataFrame:
+        tr = self._logs["trades"]
+        return pl.DataFrame({
+            "symbol": pl.Series(self._names(tr[:, b.T_ASSET]), dtype=pl.Utf8),
             "side": pl.Series(np.where(tr[:, b.T_SIDE] > 0, "long", "short").tolist(), dtype=pl.Utf8),
             "qty": tr[:, b.T_QTY],
-            "entry_ts": at(tr[:, b.T_ENTRY_BAR]),
-            "exit_ts": at(tr[:, b.T_EXIT_BAR]),
+            "entry_ts": self._at(tr[:, b.T_ENTRY_BAR]),
+            "exit_ts": self._at(tr[:, b.T_EXIT_BAR]),
             "entry_price": tr[:, b.T_ENTRY_PRICE],
             "exit_price": tr[:, b.T_EXIT_PRICE],
             "fees": tr[:, b.T_FEES],
             "pnl": tr[:, b.T_PNL],
         }).with_columns(**{"return": pl.col("pnl") / (pl.col("entry_price") * pl.col("qty"))})
-        mark = np.nan_to_num(ctx.mark, nan=0.0)
-        positions = pl.DataFrame({
-            "symbol": pl.Series(list(data.symbols), dtype=pl.Utf8),
-            "qty": ctx.position.copy(),
-            "avg_price": ctx.avg_price.copy(),
-            "mark": ctx.mark.copy(),
-            "realised": ctx.realised.copy(),
-            "unrealised": ctx.position * (mark - ctx.avg_price),
+
+    @functools.cached_property
+    def positions(self) -> pl.DataFrame:
+        g = self._logs
+        mark = np.nan_to_num(g["mark"], nan=0.0)
+        return pl.DataFrame({
+            "symbol": pl.Series(self.symbols, dtype=pl.Utf8),
+            "qty": g["position"],
+            "avg_price": g["avg_price"],
+            "mark": g["mark"],
+            "realised": g["realised"],
+            "unrealised": g["position"] * (mark - g["avg_price"]),
         })
-        return cls(equity=equity, events=events, trades=trades, positions=positions, symbols=list(data.symbols), model=model, cash=cash, params=dict(params))
 
     @property
     def fills(self) -> pl.DataFrame:
@@ -123,7 +144,12 @@ class Result:
 
     @property
     def final_equity(self) -> float:
-        return float(self.equity["equity"][-1])
+        return float(self._logs["equity"][-1, b.Q_EQUITY])
+
+    @property
+    def n_trades(self) -> int:
+        """Closed round trips."""
+        return int(self._logs["trades"].shape[0])
 
     def metrics(self, *, periods_per_year: float | None = None, risk_free: float = 0.0) -> Any:
         """Performance metrics (:func:`ntlab.backtest.metrics.summary`)."""
@@ -143,7 +169,7 @@ class Result:
     def __repr__(self) -> str:
         ret = self.final_equity / self.cash - 1 if self.cash else float("nan")
         return (
-            f"Result({len(self.symbols)} symbol(s), {self.equity.height:,} bars, {self.trades.height:,} trades, "
+            f"Result({len(self.symbols)} symbol(s), {self._ts.size:,} bars, {self.n_trades:,} trades, "
             f"{self.rejections.height:,} rejections, final equity {self.final_equity:,.2f} ({ret:+.2%}))"
         )
 

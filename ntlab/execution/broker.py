@@ -179,7 +179,7 @@ def new_ctx(
         np.zeros((capacity, T_WIDTH)),
         np.zeros(1, dtype=np.int64),
         np.zeros((n_assets, OT_WIDTH)),
-        np.full((n_bars, Q_WIDTH), np.nan),
+        np.empty((n_bars, Q_WIDTH)),  # every row is written by its bar (no page touched twice)
         np.zeros(n_assets),
         np.zeros(2),
         np.asarray(params, dtype=np.float64),
