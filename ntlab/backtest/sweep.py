@@ -57,20 +57,31 @@ import html
 import inspect
 import itertools
 import math
+import multiprocessing
 import os
 import pickle
 import sys
 import warnings
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import (
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    as_completed,
+)
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import polars as pl
 
-from ntlab.backtest.engine import BarData, backtest, bar_data
-from ntlab.exceptions import ConfigError, DataError, EngineUnavailableError, NtlabWarning
+from ntlab.backtest.engine import BarData, _compiled_loop, backtest, bar_data
+from ntlab.exceptions import (
+    ConfigError,
+    DataError,
+    EngineUnavailableError,
+    NtlabWarning,
+)
 from ntlab.strategy.base import CompiledStrategy, Strategy
 
 if TYPE_CHECKING:
@@ -211,7 +222,8 @@ class SweepResult:
             raise ConfigError(msg)
         xs, ys, cells = _pivot(self.frame, x, y, metric, _AGGREGATES[agg])
         if ax is None:
-            from ntlab.backtest.tearsheet import _NotebookFigure  # noqa: PLC0415 (matplotlib loads lazily)
+            # matplotlib loads lazily, on the first heatmap
+            from ntlab.backtest.tearsheet import _NotebookFigure
 
             width, height = min(14.0, 2.5 + 0.7 * len(xs)), min(10.0, 1.8 + 0.45 * len(ys))
             ax = _NotebookFigure(figsize=(max(width, 4.5), max(height, 3.0)), layout="constrained").add_subplot()
@@ -235,9 +247,12 @@ class SweepResult:
     def _repr_html_(self) -> str:
         metric = "sharpe" if "sharpe" in self.metrics else self.metrics[0]
         try:
-            best = html.escape(f"best {metric}: {self.best(metric)}")
+            params = self.best(metric)
         except DataError:
             best = html.escape(f"no combination has a defined {metric}")
+        else:
+            value = float(np.nanmax(self.frame[metric].to_numpy()))
+            best = html.escape(f"best {metric} {value:.4g} at " + ", ".join(f"{k}={v}" for k, v in params.items()))
         failed = f", {self.n_failed} failed" if self.n_failed else ""
         head = f"<p><b>Parameter sweep</b>: {len(self)} combinations{failed}; {best}</p>"
         rows = self.frame.head(20)._repr_html_()
@@ -247,7 +262,7 @@ class SweepResult:
 
 def _axis(column: pl.Series) -> list[Any]:
     """The distinct values of a parameter column, ascending when they can be ordered."""
-    values = column.unique(maintain_order=True).to_list()
+    values = list(dict.fromkeys(column.to_list()))
     try:
         return sorted(values)
     except TypeError:  # None among numbers, objects without an order: grid order
@@ -315,9 +330,9 @@ _WORKER_JOB: Any = None  # the job of a worker process (set by _load_job)
 
 
 def _load_job(payload: bytes) -> None:  # pragma: no cover (runs in worker processes)
-    global _WORKER_JOB  # noqa: PLW0603
+    global _WORKER_JOB
     try:
-        _WORKER_JOB = pickle.loads(payload)  # noqa: S301 (our own payload)
+        _WORKER_JOB = pickle.loads(payload)  # our own payload, from the parent
     except Exception as exc:  # noqa: BLE001 (reported by _run_in_process, in the parent)
         _WORKER_JOB = f"{type(exc).__name__}: {exc}"
 
@@ -337,7 +352,7 @@ def _run_in_process(params: dict[str, Any]) -> tuple[tuple[float, ...], str | No
 
 
 def _progress(total: int, enabled: bool) -> Any:
-    from tqdm.auto import tqdm  # noqa: PLC0415 (loads lazily)
+    from tqdm.auto import tqdm  # notebook widget in Jupyter, text elsewhere
 
     return tqdm(total=total, desc="sweep", unit="run", disable=not enabled)
 
@@ -356,8 +371,6 @@ def _run_threads(job: _Job, combos: list[dict[str, Any]], n_jobs: int, bar: Any)
             bar.update()
         return out
     if isinstance(job.strategy, CompiledStrategy):
-        from ntlab.backtest.engine import _compiled_loop  # noqa: PLC0415
-
         _compiled_loop(job.strategy.on_bar)  # one loop for all threads: it compiles once, on first use
     executor = ThreadPoolExecutor(max_workers=n_jobs, thread_name_prefix="ntlab-sweep")
     try:
@@ -381,8 +394,6 @@ def _check_importable(strategy: Any) -> None:
 
 
 def _run_processes(job: _Job, combos: list[dict[str, Any]], n_jobs: int, bar: Any) -> list[Any]:
-    import multiprocessing  # noqa: PLC0415
-
     _check_importable(job.strategy)
     try:
         payload = pickle.dumps(job, protocol=pickle.HIGHEST_PROTOCOL)
@@ -403,8 +414,8 @@ def _run_processes(job: _Job, combos: list[dict[str, Any]], n_jobs: int, bar: An
 
 def _run_dask(job: _Job, combos: list[dict[str, Any]], n_jobs: int, bar: Any, address: Any, options: Mapping[str, Any]) -> list[Any]:
     try:
-        from dask.distributed import Client, LocalCluster  # noqa: PLC0415
-        from dask.distributed import as_completed as dask_as_completed  # noqa: PLC0415
+        from dask.distributed import Client, LocalCluster
+        from dask.distributed import as_completed as dask_as_completed
     except ImportError as exc:
         msg = "scheduler='dask' needs dask.distributed: pip install 'dask[distributed]'"
         raise EngineUnavailableError(msg) from exc
@@ -518,7 +529,7 @@ def _check_strategy(strategy: Any, keys: Sequence[str]) -> bool:
 
 
 def _check_metrics(metrics: str | Sequence[str], params: Sequence[str]) -> tuple[str, ...]:
-    from ntlab.backtest.metrics import _LABEL  # noqa: PLC0415 (the names summary() returns)
+    from ntlab.backtest.metrics import _LABEL  # the names summary() returns
 
     names = tuple(dict.fromkeys([metrics] if isinstance(metrics, str) else metrics))
     unknown = [m for m in names if m not in _LABEL]
@@ -532,14 +543,19 @@ def _check_metrics(metrics: str | Sequence[str], params: Sequence[str]) -> tuple
     return names
 
 
+def _column(name: str, values: list[Any]) -> pl.Series:
+    """A parameter column: typed by Polars when that keeps the values, else of Python objects."""
+    try:
+        series = pl.Series(name, values, strict=False)
+        if series.to_list() == values:
+            return series
+    except (TypeError, ValueError, pl.exceptions.PolarsError):  # values Polars cannot type
+        pass
+    return pl.Series(name, values, dtype=pl.Object)
+
+
 def _frame(combos: list[dict[str, Any]], metrics: tuple[str, ...], rows: list[Any]) -> pl.DataFrame:
-    columns: list[pl.Series] = []
-    for key in combos[0]:
-        values = [params[key] for params in combos]
-        try:
-            columns.append(pl.Series(key, values, strict=False))
-        except (TypeError, ValueError, pl.exceptions.PolarsError):  # values Polars cannot type
-            columns.append(pl.Series(key, values, dtype=pl.Object))
+    columns = [_column(key, [params[key] for params in combos]) for key in combos[0]]
     for k, metric in enumerate(metrics):
         columns.append(pl.Series(metric, [values[k] for values, _ in rows], dtype=pl.Float64))
     columns.append(pl.Series("error", [error for _, error in rows], dtype=pl.String))
