@@ -213,9 +213,15 @@ def grown(ctx: Ctx) -> Ctx:
 
 
 @njit(**_KW)
+def worst_case_nb(ctx: Ctx) -> int:
+    """The most log rows (events, or round trips) one bar can add."""
+    return 3 * (ctx.orders.shape[0] + ctx.requests.shape[0]) + 2 * ctx.position.shape[0]
+
+
+@njit(**_KW)
 def has_room_nb(ctx: Ctx) -> bool:
     """Whether the logs can take a whole bar's worth of events and round trips."""
-    worst = 3 * (ctx.orders.shape[0] + ctx.requests.shape[0]) + 2 * ctx.position.shape[0]
+    worst = worst_case_nb(ctx)
     return ctx.n_events[0] + worst <= ctx.events.shape[0] and ctx.n_trades[0] + worst <= ctx.trades.shape[0]
 
 
@@ -474,16 +480,15 @@ def match_bar_nb(ctx: Ctx) -> None:
 
 
 @njit(**_KW)
-def begin_bar_nb(ctx: Ctx, t: int, ts: np.ndarray, ohlcv: np.ndarray, features: np.ndarray) -> None:
-    """Make bar ``t`` of ``ts`` (int64[T]), ``ohlcv`` (float64[T, N, 5]) and ``features``
-    (float64[T, N, F]) current and match the open orders against it (phase 1)."""
-    clock = ctx.clock
+def load_bar_nb(clock: np.ndarray, current: np.ndarray, feats: np.ndarray, volume_left: np.ndarray, flows: np.ndarray,
+                limit: float, t: int, ts: np.ndarray, ohlcv: np.ndarray, features: np.ndarray) -> None:
+    """Copy bar ``t`` into the current-bar arrays and reset the bar's volume room and flows.
+
+    Takes the arrays, not the context: the engine loops read the fields of ctx once (each read
+    of a field is a reference count) and call this for every bar. Element loops, not slices:
+    a slice is a new array object (~25 ns)."""
     clock[C_TS] = ts[t]
     clock[C_BAR] = t
-    # Element loops, not slices: a slice is a new array object (reference counts, ~25 ns);
-    # for the same reason each field of ctx used in a loop is read once.
-    current, mark, volume_left, flows, feats = ctx.bar, ctx.mark, ctx.volume_left, ctx.flows, ctx.features
-    limit = ctx.params[o.P_VOLUME_LIMIT]
     for a in range(current.shape[0]):
         for k in range(5):
             current[a, k] = ohlcv[t, a, k]
@@ -493,12 +498,26 @@ def begin_bar_nb(ctx: Ctx, t: int, ts: np.ndarray, ohlcv: np.ndarray, features: 
         volume_left[a] = limit * v if np.isfinite(v) else 0.0
     flows[0] = 0.0
     flows[1] = 0.0
-    if ctx.n_orders[0] > 0:
-        match_bar_nb(ctx)
-    for a in range(current.shape[0]):  # the strategy sees the books at this close
+
+
+@njit(**_KW)
+def mark_nb(current: np.ndarray, mark: np.ndarray) -> None:
+    """Value positions at the current closes (an asset without a bar keeps its last)."""
+    for a in range(current.shape[0]):
         close = current[a, CLOSE]
         if np.isfinite(close):
             mark[a] = close
+
+
+@njit(**_KW)
+def begin_bar_nb(ctx: Ctx, t: int, ts: np.ndarray, ohlcv: np.ndarray, features: np.ndarray) -> None:
+    """Make bar ``t`` of ``ts`` (int64[T]), ``ohlcv`` (float64[T, N, 5]) and ``features``
+    (float64[T, N, F]) current and match the open orders against it (phase 1)."""
+    current = ctx.bar
+    load_bar_nb(ctx.clock, current, ctx.features, ctx.volume_left, ctx.flows, ctx.params[o.P_VOLUME_LIMIT], t, ts, ohlcv, features)
+    if ctx.n_orders[0] > 0:
+        match_bar_nb(ctx)
+    mark_nb(current, ctx.mark)
 
 
 @njit(**_KW)
@@ -582,14 +601,24 @@ def end_bar_nb(ctx: Ctx) -> None:
                 _accept_nb(ctx, req, t)
         n_requests[0] = 0
         _fill_at_close_nb(ctx, t)
-    value, gross = _equity_nb(ctx)
-    cash, flows = ctx.cash[0], ctx.flows
-    q = ctx.equity[t]
+    record_nb(ctx.equity, ctx.position, ctx.mark, ctx.cash, ctx.flows, t)
+
+
+@njit(**_KW)
+def record_nb(equity: np.ndarray, position: np.ndarray, mark: np.ndarray, cash: np.ndarray, flows: np.ndarray, t: int) -> None:
+    """Write the equity row of bar ``t`` (arrays, not the context: see :func:`load_bar_nb`)."""
+    value, gross = 0.0, 0.0
+    for a in range(position.shape[0]):
+        if position[a] != 0.0:
+            v = position[a] * mark[a]
+            value += v
+            gross += abs(v)
+    q = equity[t]
     q[Q_BAR] = t
-    q[Q_CASH] = cash
+    q[Q_CASH] = cash[0]
     q[Q_POSITION_VALUE] = value
     q[Q_GROSS] = gross
-    q[Q_EQUITY] = cash + value
+    q[Q_EQUITY] = cash[0] + value
     q[Q_TRADED] = flows[0]
     q[Q_FEES] = flows[1]
 

@@ -19,21 +19,20 @@ from ntlab.strategy.base import CompiledStrategy, Context, Strategy
 
 __all__ = ["EmaCross", "SmaCross", "ema_cross", "sma_cross"]
 
-# State of the crossover: [size, previous fast - slow, offset of the slow state, fast state..., slow state...]
-_SIZE, _PREV, _SLOW_AT, _FAST_AT = 0, 1, 2, 3
+# State of the crossover: (fast average's state, slow average's state, [size, previous fast - slow])
+_SIZE, _PREV = 0, 1
 
 
-def _cross_init(fast_state: np.ndarray, slow_state: np.ndarray, size: float) -> np.ndarray:
-    head = np.array([size, np.nan, _FAST_AT + fast_state.size])
-    return np.concatenate([head, fast_state, slow_state])
+def _cross_init(fast_state: np.ndarray, slow_state: np.ndarray, size: float) -> tuple[np.ndarray, ...]:
+    return fast_state, slow_state, np.array([size, np.nan])
 
 
 @njit(**_KW)
-def _cross_signal_nb(state: np.ndarray, fast: float, slow: float) -> int:
+def _cross_signal_nb(scalars: np.ndarray, fast: float, slow: float) -> int:
     """+1 on a cross up, -1 on a cross down, 0 otherwise (both averages defined at t-1 and t)."""
     diff = fast - slow
-    prev = state[_PREV]
-    state[_PREV] = diff
+    prev = scalars[_PREV]
+    scalars[_PREV] = diff
     if np.isnan(prev) or np.isnan(diff):
         return 0
     if diff > 0.0 and prev <= 0.0:
@@ -43,36 +42,36 @@ def _cross_signal_nb(state: np.ndarray, fast: float, slow: float) -> int:
     return 0
 
 
-@njit(**_KW)
-def _act_nb(ctx, state: np.ndarray, signal: int) -> None:  # noqa: ANN001
+@njit(**_KW, inline="always")  # a call passing ctx costs a reference count
+def _act_nb(ctx, scalars: np.ndarray, signal: int) -> None:  # noqa: ANN001
     held = v.position(ctx, 0)
     if signal > 0 and held == 0.0:
-        v.buy(ctx, 0, state[_SIZE])
+        v.buy(ctx, 0, scalars[_SIZE])
     elif signal < 0 and held > 0.0:
         v.sell(ctx, 0, held)
 
 
 @njit(**_KW)
-def _sma_cross_on_bar(ctx, state: np.ndarray) -> None:  # noqa: ANN001
+def _sma_cross_on_bar(ctx, state: tuple) -> None:  # noqa: ANN001
+    fast_state, slow_state, scalars = state
     close = v.price(ctx, 0)
-    at = np.int64(state[_SLOW_AT])
-    fast = kr.rolling_mean_update_nb(state[_FAST_AT:at], close)
-    slow = kr.rolling_mean_update_nb(state[at:], close)
-    _act_nb(ctx, state, _cross_signal_nb(state, fast, slow))
+    fast = kr.rolling_mean_update_nb(fast_state, close)
+    slow = kr.rolling_mean_update_nb(slow_state, close)
+    _act_nb(ctx, scalars, _cross_signal_nb(scalars, fast, slow))
 
 
-def _sma_cross_init(fast: int = 10, slow: int = 50, size: float = 1.0) -> np.ndarray:
+def _sma_cross_init(fast: int = 10, slow: int = 50, size: float = 1.0) -> tuple[np.ndarray, ...]:
     return _cross_init(kr.rolling_mean_state_nb(fast), kr.rolling_mean_state_nb(slow), size)
 
 
 @njit(**_KW)
-def _ema_cross_on_bar(ctx, state: np.ndarray) -> None:  # noqa: ANN001
+def _ema_cross_on_bar(ctx, state: tuple) -> None:  # noqa: ANN001
+    fast_state, slow_state, scalars = state
     close = v.price(ctx, 0)
-    at = np.int64(state[_SLOW_AT])
-    _act_nb(ctx, state, _cross_signal_nb(state, ki.ema_update_nb(state[_FAST_AT:at], close), ki.ema_update_nb(state[at:], close)))
+    _act_nb(ctx, scalars, _cross_signal_nb(scalars, ki.ema_update_nb(fast_state, close), ki.ema_update_nb(slow_state, close)))
 
 
-def _ema_cross_init(span: int = 100, size: float = 1.0) -> np.ndarray:
+def _ema_cross_init(span: int = 100, size: float = 1.0) -> tuple[np.ndarray, ...]:
     """Price against its EMA: the 'fast' average is the price itself (an EMA of span 1)."""
     return _cross_init(ki.ema_state_nb(1), ki.ema_state_nb(span), size)
 
