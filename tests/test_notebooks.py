@@ -78,12 +78,16 @@ def test_kernels_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, mo
 
 def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
-    result = CliRunner().invoke(main, ["run", str(repo / "templates/demo.ipynb"), "-o", str(tmp_path), "-p", "catalog", str(catalog)])
+    sheet = tmp_path / "backtest.html"
+    args = ["run", str(repo / "templates/demo.ipynb"), "-o", str(tmp_path), "-p", "catalog", str(catalog), "-p", "tearsheet", str(sheet)]
+    result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = tmp_path / "demo.html"
     html = report.read_text()
     assert "book BBO match share" in html and "100.0000%" in html
-    assert html.count("data:image/png;base64") >= 2  # the two figures are in the report
+    assert "SPY crossover trades" in html and "Sharpe" in html
+    assert html.count("data:image/png;base64") >= 3  # the two figures and the sweep heatmap
+    assert sheet.read_text().count("data:image/png;base64") == 4
     assert (catalog / "kind=trades" / "symbol=ES").is_dir()
     assert "streaming == Polars" in _outputs(tmp_path / "demo.ipynb")
 
