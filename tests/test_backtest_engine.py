@@ -520,3 +520,20 @@ def test_trades_with_one_time_stamp_are_one_bar() -> None:
     ticks = pl.DataFrame({"ts": [T0, T0, T0 + timedelta(seconds=1)], "price": [10.0, 11.0, 9.0], "size": [1.0, 2.0, 3.0]})
     data = bar_data(ticks.with_columns(pl.col("ts").dt.cast_time_unit("ns")))
     assert data.ohlcv[:, 0].tolist() == [[10.0, 11.0, 10.0, 11.0, 3.0], [9.0, 9.0, 9.0, 9.0, 3.0]]
+
+
+def test_python_strategies_get_on_trade_for_trade_ticks() -> None:
+    ticks = ntlab.datasets.load("binance_spot_btcusdt_trades").head(300)
+    calls = {"trade": 0, "bar": 0}
+
+    class Ticks(Strategy):
+        def on_trade(self, ctx):  # noqa: ANN001
+            calls["trade"] += 1
+
+        def on_bar(self, ctx):  # noqa: ANN001
+            calls["bar"] += 1
+
+    backtest(ticks, Ticks())
+    assert calls == {"trade": 300, "bar": 0}
+    backtest(spy_bars := ntlab.datasets.load("spy_1min").head(10), Ticks())
+    assert calls == {"trade": 300, "bar": spy_bars.height}

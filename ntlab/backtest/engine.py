@@ -46,6 +46,7 @@ class BarData:
     features: np.ndarray
     symbols: list[str]
     feature_names: list[str]
+    ticks: bool = False  # one-trade bars made from trade ticks
 
 
 def bar_data(bars: pl.DataFrame | BarData, features: Sequence[str] = ()) -> BarData:
@@ -54,7 +55,8 @@ def bar_data(bars: pl.DataFrame | BarData, features: Sequence[str] = ()) -> BarD
         return bars
     if isinstance(bars, pl.LazyFrame):
         bars = bars.collect()
-    if "open" not in bars.columns and {"price", "size"} <= set(bars.columns):  # trade ticks
+    ticks = "open" not in bars.columns and {"price", "size"} <= set(bars.columns)
+    if ticks:
         keys = ["symbol", "ts"] if "symbol" in bars.columns else ["ts"]
         bars = bars.group_by(keys, maintain_order=True).agg(  # trades stamped alike are one event
             pl.col("price").first().alias("open"), pl.col("price").max().alias("high"), pl.col("price").min().alias("low"),
@@ -94,6 +96,7 @@ def bar_data(bars: pl.DataFrame | BarData, features: Sequence[str] = ()) -> BarD
         features=np.ascontiguousarray(data[:, :, 5:]),
         symbols=symbols,
         feature_names=list(features),
+        ticks=ticks,
     )
 
 
@@ -163,6 +166,7 @@ def _run_compiled(strategy: CompiledStrategy, data: BarData, ctx: b.Ctx, state: 
 def _run_python(strategy: Strategy, data: BarData, ctx: b.Ctx) -> b.Ctx:
     view = Context(ctx, data.symbols, data.feature_names)
     wants_fills = type(strategy).on_fill is not Strategy.on_fill
+    on_event = strategy.on_trade if data.ticks and type(strategy).on_trade is not Strategy.on_trade else strategy.on_bar
     strategy.on_start(view)
     seen = 0
     for t in range(data.ts.size + 1):
@@ -172,7 +176,7 @@ def _run_python(strategy: Strategy, data: BarData, ctx: b.Ctx) -> b.Ctx:
         if wants_fills:
             seen = _deliver_fills(strategy, view, seen, data)
         if t < data.ts.size:
-            strategy.on_bar(view)
+            on_event(view)
     strategy.on_stop(view)
     return ctx
 

@@ -84,9 +84,10 @@ class CompiledStrategy:
 class Strategy:
     """Base class of Python strategies; override the handlers you need.
 
-    Handlers: ``on_start(ctx)`` before the first bar, ``on_bar(ctx)`` at each bar's close,
-    ``on_fill(ctx, fill)`` for each fill (before the ``on_bar`` of the bar it happened in, or
-    just after it for orders filled at that bar's close), ``on_stop(ctx)`` after the last bar.
+    Handlers: ``on_start(ctx)`` before the first bar, ``on_bar(ctx)`` at each bar's close
+    (``on_trade(ctx)`` instead, when defined, for each trade of trade-tick data; the trade is
+    the context's current bar), ``on_fill(ctx, fill)`` for each fill, in order, before the next
+    ``on_bar`` (and before ``on_stop``), ``on_stop(ctx)`` after the last bar.
     Keyword arguments given to the engine (``params``) are set as attributes first.
     """
 
@@ -99,6 +100,9 @@ class Strategy:
 
     def on_bar(self, ctx: Context) -> None:
         """Called at each bar's close."""
+
+    def on_trade(self, ctx: Context) -> None:
+        """Called for each trade of trade-tick data, when overridden (else ``on_bar`` is)."""
 
     def on_fill(self, ctx: Context, fill: Fill) -> None:
         """Called for each fill of this strategy's orders."""
