@@ -181,7 +181,7 @@ def test_bracket_children_wait_for_the_parent_and_die_with_it() -> None:
     result, _ = run([FLAT, FLAT, FLAT, FLAT], script)
     assert fills(result) == []
     assert result.events.filter(pl.col("event") == "cancelled")["order_id"].to_list() == [0, 1, 2]
-    assert result.events["reason"].to_list()[-2:] == ["cancelled: its parent order was cancelled or rejected"] * 2
+    assert result.events["reason"].to_list()[-2:] == ["its parent order was cancelled, rejected or is unknown"] * 2
 
 
 def test_stop_loss_of_a_bracket() -> None:
@@ -537,3 +537,58 @@ def test_python_strategies_get_on_trade_for_trade_ticks() -> None:
     assert calls == {"trade": 300, "bar": 0}
     backtest(spy_bars := ntlab.datasets.load("spy_1min").head(10), Ticks())
     assert calls == {"trade": 300, "bar": spy_bars.height}
+
+
+@njit
+def _verbs_on_bar(ctx, state):  # noqa: ANN001, ANN202
+    t = ctx.clock[1]
+    if t == 0:
+        state[0] = v.cash(ctx)
+        state[1] = v.now(ctx)
+        state[2] = v.flatten(ctx, 0)  # flat: nothing to close
+        v.submit(ctx, 0, 1.0, v.LIMIT, 1.0)  # rests far below the market
+    elif t == 1:
+        state[3] = 1.0 if v.has_open_orders(ctx, 0) else 0.0
+        state[4] = v.equity(ctx)
+        n = 0
+        while v.buy(ctx, 0, 1.0) >= 0:  # fill the request buffer
+            n += 1
+        state[5] = n
+        state[6] = v.cancel(ctx, 0)
+        state[7] = v.bracket(ctx, 0, 1.0, 200.0, 50.0)
+        state[8] = v.submit(ctx, 0, 1.0, 9)  # an unknown order type, if there were room
+    elif t == 2:
+        state[9] = 1.0 if v.has_open_orders(ctx, 0) else 0.0
+        v.submit(ctx, 0, 1.0, 9)
+        v.submit(ctx, 0, 1.0, v.LIMIT, 90.0, np.nan, -1, 12345)  # its parent does not exist
+
+
+def test_verbs_read_the_context_and_report_a_full_buffer() -> None:
+    state = np.zeros(10)
+    strategy = CompiledStrategy(on_bar=_verbs_on_bar, init=lambda: state)
+    result = backtest(bars_of([FLAT, FLAT, FLAT, FLAT]), strategy, cash=5_000.0)
+    first = int(bars_of([FLAT])["ts"].dt.epoch("ns")[0])
+    assert state[0] == 5_000.0 and state[1] == first and state[2] == -1.0
+    assert state[3] == 1.0 and state[4] == 5_000.0
+    assert state[5] == 256 and state[6] == -1.0 and state[7] == -1.0 and state[8] == -1.0  # all refused: buffer full
+    assert state[9] == 1.0  # the limit far below the market still rests
+    # the resting limit holds one of the 256 open-order slots: the last buy finds the book full
+    assert result.positions["qty"][0] == 255.0
+    reasons = result.rejections["reason"].to_list()
+    assert reasons == [b_reason("R_BOOK_FULL"), "unknown order type", "its parent order was cancelled, rejected or is unknown"]
+
+
+def test_result_reprs_and_tear_sheet(spy, monkeypatch, tmp_path) -> None:  # noqa: ANN001
+    result = backtest(spy.head(3000), sma_cross, fast=5, slow=20)
+    page = result.tearsheet(title="probe")
+    assert "probe" in page and page.count("data:image/png;base64,") == 4
+    assert result.tearsheet(tmp_path / "t.html") == (tmp_path / "t.html").read_text()
+    html = result._repr_html_()
+    assert "Backtest result" in html and "Sharpe" in html and f"{result.n_trades:,}" in html
+
+    def broken(**_):  # noqa: ANN003, ANN202
+        raise DataError("equity is 0.0 at row 7")
+
+    monkeypatch.setattr(result, "metrics", broken)
+    assert "metrics unavailable: equity is 0.0 at row 7" in result._repr_html_()
+    assert ExecutionModel(fee_bps=2.0).to_dict()["fee_bps"] == 2.0

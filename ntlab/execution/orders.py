@@ -95,7 +95,7 @@ REJECT_REASONS = (
     "unknown order type",
     "too many open orders (ExecutionModel(max_open_orders=...))",
     "cancelled: another order of its one-cancels-other group filled",
-    "cancelled: its parent order was cancelled or rejected",
+    "its parent order was cancelled, rejected or is unknown",
 )
 
 # Execution-model parameters as a float64 array (P_*), read by the Numba code.
