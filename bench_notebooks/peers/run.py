@@ -95,6 +95,7 @@ def run_peer(
     timing_path: str | os.PathLike[str] | None = None,
     timeout: float | None = None,
     capture: bool = True,
+    input_flag: str = "--bars",
     **kwargs: Any,
 ) -> dict:
     """Run ``script`` (a name in this folder, or a path) inside ``peer``'s venv.
@@ -110,7 +111,7 @@ def run_peer(
         script_path = HERE / script_path
     out_path = Path(out_path)
     timing = Path(timing_path) if timing_path is not None else out_path.with_suffix(".json")
-    cmd = [str(py), str(script_path), "--bars", str(bars_path), "--out", str(out_path),
+    cmd = [str(py), str(script_path), input_flag, str(bars_path), "--out", str(out_path),
            "--timing", str(timing)]
     for key, value in kwargs.items():
         if value is None or value is False:
