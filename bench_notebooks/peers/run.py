@@ -253,7 +253,16 @@ def timed_runs(fn: Callable[[], Any], repeat: int, warmup: bool) -> tuple[Any, d
 
 
 def peak_rss_mb() -> float:
-    """Peak resident set size of this process (ru_maxrss is in KiB on Linux)."""
+    """Peak resident set size of this process, MB: VmHWM from /proc (its own memory since exec).
+
+    Not ``ru_maxrss``: on Linux it starts at the parent's peak (kept across fork and exec), so
+    a peer started from a 700 MB Jupyter kernel would report at least 700 MB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    except OSError:  # not Linux
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 

@@ -41,7 +41,7 @@ TARGETS = 1
 def _vector_loop_nb(ctx: b.Ctx, ts: np.ndarray, ohlcv: np.ndarray, a: np.ndarray, z: np.ndarray, size: np.ndarray, mode: int, start: int) -> int:
     """Run bars ``start..T-1``; returns where it stopped (T, or a bar the logs lack room for).
 
-    mode SIGNALS: ``a`` entries, ``z`` exits (0/1); mode TARGETS: ``a`` targets (NaN: none).
+    mode SIGNALS: ``a`` entries, ``z`` exits (bool); mode TARGETS: ``a`` targets (NaN: none).
     """
     features = ohlcv[:, :, :0]
     # Fields read once: each read of a field of ctx costs a reference count.
@@ -90,7 +90,7 @@ def _vector_loop_nb(ctx: b.Ctx, ts: np.ndarray, ohlcv: np.ndarray, a: np.ndarray
 
 
 def _matrix(values: Any, data: BarData, frame: pl.DataFrame | None, name: str) -> np.ndarray:
-    """``values`` as float64[T, N] aligned with ``data``."""
+    """``values`` as a [T, N] array aligned with ``data``: bool kept (no copy), else float64."""
     if isinstance(values, str):
         if frame is None or values not in frame.columns:
             msg = f"{name}={values!r} names no column of bars; give an array or one of the columns"
@@ -98,7 +98,9 @@ def _matrix(values: Any, data: BarData, frame: pl.DataFrame | None, name: str) -
         return bar_data(frame, [values]).features[:, :, 0]
     if isinstance(values, pl.Series):
         values = values.to_numpy()
-    arr = np.asarray(values, dtype=np.float64)
+    arr = np.asarray(values)
+    if arr.dtype != np.bool_:
+        arr = arr.astype(np.float64)
     if arr.ndim == 1:
         arr = arr[:, None]
     if arr.shape != (data.ts.size, len(data.symbols)):
@@ -115,7 +117,7 @@ def _run(bars: pl.DataFrame | BarData, a: Any, z: Any, size: Any, mode: int, cas
     second = _matrix(z, data, frame, names[1]) if z is not None else first
     sizes = np.broadcast_to(np.asarray(size, dtype=np.float64), (len(data.symbols),)).copy()
     if mode == SIGNALS:
-        first, second = np.nan_to_num(first) != 0, np.nan_to_num(second) != 0
+        first, second = (x if x.dtype == np.bool_ else np.nan_to_num(x) != 0 for x in (first, second))
         if not np.all(np.isfinite(sizes) & (sizes > 0)):
             msg = f"size={size!r} must be > 0 (one number, or one per symbol)"
             raise ConfigError(msg)
@@ -125,7 +127,7 @@ def _run(bars: pl.DataFrame | BarData, a: Any, z: Any, size: Any, mode: int, cas
     ctx = b.new_ctx(len(data.symbols), data.ts.size, model.params(), cash=cash, max_open_orders=model.max_open_orders)
     t = 0
     while t < data.ts.size:
-        t = _vector_loop_nb(ctx, data.ts, data.ohlcv, first.astype(np.float64), second.astype(np.float64), sizes, mode, t)
+        t = _vector_loop_nb(ctx, data.ts, data.ohlcv, first, second, sizes, mode, t)
         if t < data.ts.size:
             ctx = b.grown(ctx)
     return Result.from_ctx(ctx, data, model=model, cash=cash, params={})

@@ -83,23 +83,24 @@ ema_cross = CompiledStrategy(on_bar=_ema_cross_on_bar, init=_ema_cross_init)
 """Long-only price/EMA(span) cross on the first asset; params ``span, size``."""
 
 
-class SmaCross(Strategy):
-    """The SMA crossover as a Python strategy (same rules as :data:`sma_cross`)."""
+class _Cross(Strategy):
+    """Long-only cross of two averages of one symbol's close (``symbol``, default the first),
+    as the compiled :func:`_cross_signal_nb` and :func:`_act_nb` decide it; subclasses give the
+    difference of the averages."""
 
-    fast: int = 10
-    slow: int = 50
     size: float = 1.0
     symbol: str | None = None
 
     def on_start(self, ctx: Context) -> None:
-        self._fast = kr.rolling_mean_state_nb(self.fast)
-        self._slow = kr.rolling_mean_state_nb(self.slow)
         self._prev = np.nan
         self._symbol = self.symbol or ctx.symbols[0]
 
+    def difference(self, close: float) -> float:
+        """Fast average minus slow average after ``close`` (NaN in warm-up)."""
+        raise NotImplementedError
+
     def on_bar(self, ctx: Context) -> None:
-        close = ctx.price(self._symbol)
-        diff = kr.rolling_mean_update_nb(self._fast, close) - kr.rolling_mean_update_nb(self._slow, close)
+        diff = self.difference(ctx.price(self._symbol))
         prev, self._prev = self._prev, diff
         if np.isnan(prev) or np.isnan(diff):
             return
@@ -110,25 +111,29 @@ class SmaCross(Strategy):
             ctx.sell(self._symbol, held)
 
 
-class EmaCross(Strategy):
+class SmaCross(_Cross):
+    """The SMA crossover as a Python strategy (same rules as :data:`sma_cross`)."""
+
+    fast: int = 10
+    slow: int = 50
+
+    def on_start(self, ctx: Context) -> None:
+        super().on_start(ctx)
+        self._fast = kr.rolling_mean_state_nb(self.fast)
+        self._slow = kr.rolling_mean_state_nb(self.slow)
+
+    def difference(self, close: float) -> float:
+        return kr.rolling_mean_update_nb(self._fast, close) - kr.rolling_mean_update_nb(self._slow, close)
+
+
+class EmaCross(_Cross):
     """The price/EMA cross as a Python strategy (same rules as :data:`ema_cross`)."""
 
     span: int = 100
-    size: float = 1.0
 
     def on_start(self, ctx: Context) -> None:
+        super().on_start(ctx)
         self._ema = ki.ema_state_nb(self.span)
-        self._prev = np.nan
-        self._symbol = ctx.symbols[0]
 
-    def on_bar(self, ctx: Context) -> None:
-        price = ctx.price(self._symbol)
-        diff = price - ki.ema_update_nb(self._ema, price)
-        prev, self._prev = self._prev, diff
-        if np.isnan(prev) or np.isnan(diff):
-            return
-        held = ctx.position(self._symbol)
-        if diff > 0 and prev <= 0 and held == 0:
-            ctx.buy(self._symbol, self.size)
-        elif diff < 0 and prev >= 0 and held > 0:
-            ctx.sell(self._symbol, held)
+    def difference(self, close: float) -> float:
+        return close - ki.ema_update_nb(self._ema, close)
