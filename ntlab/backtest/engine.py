@@ -25,6 +25,7 @@ import numpy as np
 import polars as pl
 from numba import njit
 
+from ntlab.backtest.results import Result
 from ntlab.exceptions import ConfigError, DataError, SchemaError
 from ntlab.execution import broker as b
 from ntlab.execution import orders as o
@@ -201,7 +202,7 @@ def backtest(
     model: ExecutionModel | None = None,
     features: Sequence[str] = (),
     **params: Any,
-) -> Any:
+) -> Result:
     """Run ``strategy`` over ``bars`` and return a :class:`~ntlab.backtest.Result`.
 
     Parameters
@@ -221,8 +222,6 @@ def backtest(
     **params
         Parameters of a compiled strategy's ``init``.
     """
-    from ntlab.backtest.results import Result
-
     model = model or ExecutionModel()
     data = bar_data(bars, features)
     if not (np.isfinite(cash) and cash >= 0):
