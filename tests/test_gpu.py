@@ -40,7 +40,7 @@ def host(tmp_path_factory) -> ctypes.CDLL:
     """The CUDA source built for the CPU."""
     compiler = shutil.which("g++")
     if compiler is None:
-        pytest.skip("g++ is not installed: the host build of the CUDA source needs it (make test installs it)")
+        pytest.skip(reason="g++ is not installed: the host build of the CUDA source needs it (make test installs it)")
     here = Path(__file__).parent
     lib = tmp_path_factory.mktemp("gpu_host") / "gpu_host.so"
     source = Path(gpu.__file__).with_name("gpu_kernels.cu")
