@@ -14,6 +14,7 @@ __all__ = [
     "DataError",
     "DataQualityWarning",
     "EngineUnavailableError",
+    "ModelError",
     "NtlabError",
     "NtlabWarning",
     "SchemaError",
@@ -46,6 +47,10 @@ class ConfigError(NtlabError, ValueError):
 
 class EngineUnavailableError(NtlabError, RuntimeError):
     """A compute engine (``"cupy"``...) was asked for explicitly but cannot run here."""
+
+
+class ModelError(NtlabError):
+    """A model artifact that cannot be saved, found or trusted (missing, corrupted, mismatched)."""
 
 
 class NtlabWarning(UserWarning):

@@ -29,7 +29,8 @@ def test_environment_yml_matches_pyproject(repo: Path) -> None:
     project = tomllib.loads((repo / "pyproject.toml").read_text())["project"]
     wanted = {_name(r) for r in project["dependencies"] + project["optional-dependencies"]["test"]}
     env = yaml.safe_load((repo / "environment.yml").read_text())
-    conda = {_name(d) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
+    pip_names = {"pytorch": "torch"}  # conda-forge's name -> pip's
+    conda = {pip_names.get(_name(d), _name(d)) for d in env["dependencies"] if isinstance(d, str)} - {"python", "pip"}
     assert conda == wanted
     pip_part = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     assert pip_part == ["-e ."]
