@@ -443,8 +443,10 @@ def test_bad_inputs_have_clear_errors() -> None:
     if not numba.config.DISABLE_JIT:  # without the JIT every function is plain Python
         with pytest.raises(ConfigError, match="must be a Numba @njit function"):
             CompiledStrategy(on_bar=lambda ctx, state: None, init=lambda: np.zeros(1))
-    with pytest.raises(ConfigError, match=r"1-D float64 array or a tuple of them, got int64"):
-        backtest(good, CompiledStrategy(on_bar=sma_cross.on_bar, init=lambda: np.zeros(3, dtype=np.int64)))
+    with pytest.raises(ConfigError, match=r"numeric NumPy array or a tuple of them, got <U1 array"):
+        backtest(good, CompiledStrategy(on_bar=sma_cross.on_bar, init=lambda: np.array(["a"])))
+    with pytest.raises(ConfigError, match=r"numeric NumPy array or a tuple of them, got list"):
+        backtest(good, CompiledStrategy(on_bar=sma_cross.on_bar, init=lambda: (np.zeros(2), [1.0])))
     with pytest.raises(ConfigError, match="cash=-1"):
         backtest(good, sma_cross, cash=-1)
     with pytest.raises(ConfigError, match="unknown symbol 'Y'"):

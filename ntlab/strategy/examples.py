@@ -14,10 +14,11 @@ from numba import njit
 from ntlab.kernels import indicators as ki
 from ntlab.kernels import rolling as kr
 from ntlab.kernels._common import _KW
+from ntlab.models.export import ExportedMLP, mlp_forward_nb
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Strategy
 
-__all__ = ["EmaCross", "SmaCross", "ema_cross", "sma_cross"]
+__all__ = ["EmaCross", "SmaCross", "ema_cross", "mlp_signal", "sma_cross"]
 
 # State of the crossover: (fast average's state, slow average's state, [size, previous fast - slow])
 _SIZE, _PREV = 0, 1
@@ -137,3 +138,36 @@ class EmaCross(_Cross):
 
     def difference(self, close: float) -> float:
         return close - ki.ema_update_nb(self._ema, close)
+
+
+# ---------------------------------------------------------------------------------------------
+# Trading on an exported model's prediction
+
+
+@njit(**_KW)
+def _mlp_on_bar(ctx, state: tuple) -> None:  # noqa: ANN001
+    """Features of the first asset (its current row) → exported MLP → long above ``threshold``,
+    flat below ``-threshold`` (state: params, layout, scratch, x, out, [threshold, size])."""
+    params, layout, scratch, x, out, knobs = state
+    feats = ctx.features
+    for i in range(x.shape[0]):
+        if np.isnan(feats[0, i]):  # a feature in warm-up: no decision
+            return
+        x[i] = feats[0, i]
+    mlp_forward_nb(params, layout, x, scratch, out)
+    held = v.position(ctx, 0)
+    if out[0] > knobs[0] and held == 0.0:
+        v.buy(ctx, 0, knobs[1])
+    elif out[0] < -knobs[0] and held > 0.0:
+        v.sell(ctx, 0, held)
+
+
+def _mlp_init(net: ExportedMLP, threshold: float = 0.0, size: float = 1.0) -> tuple[np.ndarray, ...]:
+    x = np.zeros(net.inputs, dtype=np.float32)
+    return net.params, net.layout, net.scratch(), x, np.zeros(net.outputs, dtype=np.float32), np.array([threshold, size])
+
+
+mlp_signal = CompiledStrategy(on_bar=_mlp_on_bar, init=_mlp_init)
+"""Trade the first asset on an exported MLP's prediction from the bar's feature row (pass
+``features=[...]`` to :func:`~ntlab.backtest.backtest`, scaled as in training); params
+``net`` (an :class:`~ntlab.models.export.ExportedMLP`), ``threshold``, ``size``."""
