@@ -22,6 +22,7 @@ RUNNABLE = [
     "bench_notebooks/data.ipynb",
     "bench_notebooks/kernels.ipynb",
     "bench_notebooks/backtest_peers.ipynb",
+    "bench_notebooks/inference.ipynb",
 ]
 
 
@@ -133,3 +134,15 @@ def test_backtest_peers_benchmark_runs_without_peers(repo: Path, tmp_path: Path,
     for name in ("w1_ntlab_s", "w1_ntlab_event_s", "w2_ntlab_s", "w3_compiled_ns_per_event", "w3_python_ns_per_event"):
         assert doc["metrics"][name]["value"] > 0
     assert not any(name.startswith(("w1_speedup", "w2_speedup", "w3_compiled_speedup")) for name in doc["metrics"])
+
+
+def test_inference_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "inference.json"
+    small = ["-p", "calls", "300", "-p", "block", "100", "-p", "blocks", "5", "-p", "batch", "1000", "-p", "train_samples", "2000", "-p", "epochs", "1", "-p", "try_compile", "False"]
+    result = CliRunner().invoke(main, ["bench", "inference", "--json", str(out), *small])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    for name in ("mlp_batch1_median_us", "mlp_batch1_p99_us", "mlp_speedup_vs_torch_eager", "train_samples_per_s"):
+        assert doc["metrics"][name]["value"] > 0
+    assert doc["metrics"]["mlp_speedup_vs_torch_eager"]["peer"] == "torch eager"

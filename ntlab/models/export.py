@@ -57,15 +57,20 @@ def _activate_nb(v: np.ndarray, at: int, n: int, act: int) -> None:
             v[i] = np.float32(1.0) / (np.float32(1.0) + math.exp(-v[i]))
 
 
-@njit(**_KW)
+@njit(**_KW, fastmath=True)  # reassociated sums vectorise; torch's summation order differs anyway
 def _dense_nb(params: np.ndarray, w: int, b: int, n_in: int, n_out: int, x: np.ndarray, xo: int, y: np.ndarray, yo: int) -> None:
-    """y[yo:yo + n_out] = W x[xo:xo + n_in] + b, W at params[w:] (row-major, n_out x n_in), in float32."""
+    """y[yo:yo + n_out] = W x[xo:xo + n_in] + b, W at params[w:] (row-major, n_out x n_in), in float32.
+
+    Indexing by range variables over 2-D views (not computed offsets) lets LLVM drop Numba's
+    negative-index checks and vectorise the dot products."""
+    weights = params[w : w + n_out * n_in].reshape((n_out, n_in))
+    bias = params[b : b + n_out]
+    xv = x[xo : xo + n_in]
     for o in range(n_out):
-        acc = params[b + o]
-        row = w + o * n_in
+        acc = np.float32(0.0)
         for i in range(n_in):
-            acc += params[row + i] * x[xo + i]
-        y[yo + o] = acc
+            acc += weights[o, i] * xv[i]
+        y[yo + o] = acc + bias[o]
 
 
 @njit(**_KW)
