@@ -18,6 +18,7 @@ RUNNABLE = [
     "notebooks/01_data.ipynb",
     "notebooks/02_features.ipynb",
     "notebooks/03_backtest.ipynb",
+    "notebooks/04_models.ipynb",
     "templates/demo.ipynb",
     "bench_notebooks/data.ipynb",
     "bench_notebooks/kernels.ipynb",
@@ -146,3 +147,13 @@ def test_inference_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, 
     for name in ("mlp_batch1_median_us", "mlp_batch1_p99_us", "mlp_speedup_vs_torch_eager", "train_samples_per_s"):
         assert doc["metrics"][name]["value"] > 0
     assert doc["metrics"]["mlp_speedup_vs_torch_eager"]["peer"] == "torch eager"
+
+
+def test_models_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    params = {"rows": 6000, "epochs": 2, "hidden": 8, "registry_dir": str(tmp_path / "registry")}
+    result = run_notebook(repo / "notebooks/04_models.ipynb", out_dir=tmp_path, cwd=repo, parameters=params)
+    text = _outputs(result.notebook)
+    assert "out of sample: sign accuracy" in text
+    assert "production after promote: 2" in text and "production after rollback: 1" in text
+    assert "exported kernel vs torch: max |diff|" in text
+    assert (tmp_path / "registry" / "spy_direction" / "v0002" / "manifest.json").is_file()
