@@ -547,7 +547,7 @@ def test_parameter_errors() -> None:
 
 
 def test_price_errors() -> None:
-    with pytest.raises(DataError, match=r"close holds 1 null\(s\), the first at row 1"):
+    with pytest.raises(DataError, match=r"close 'c' holds 1 null\(s\), the first at row 1"):
         forward_return(pl.Series("c", [1.0, None, 2.0]), 1)
     with pytest.raises(DataError, match="close must be numeric, got 'c' of dtype String"):
         direction(pl.Series("c", ["a", "b"]), 1)

@@ -417,8 +417,12 @@ def test_stale_temporaries_are_ignored_then_removed(registry: Registry) -> None:
     assert sorted(os.listdir(folder)) == [".tmp-fresh", "v0001", "v0002"]
 
 
-def test_fsync_of_an_unopenable_folder_is_ignored(tmp_path: Path) -> None:
-    reg_module._fsync(tmp_path / "missing")
+def test_fsync_of_an_unopenable_folder_is_ignored_unless_strict(tmp_path: Path) -> None:
+    from ntlab._fs import fsync
+
+    fsync(tmp_path / "missing", strict=False)  # what the registry does for folders
+    with pytest.raises(FileNotFoundError):
+        fsync(tmp_path / "missing")
 
 
 # ---------------------------------------------------------------------------------------------

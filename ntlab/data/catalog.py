@@ -62,6 +62,7 @@ import polars as pl
 
 from ntlab.data._time import utc_ns
 from ntlab.data.schemas import KINDS, TS, check_symbol, conform, schema
+from ntlab._fs import fsync
 from ntlab.exceptions import CatalogError, ConfigError, DataError, SchemaError
 
 __all__ = ["Catalog", "Granularity", "WriteReport"]
@@ -245,7 +246,7 @@ class Catalog:
                 raise CatalogError(msg) from exc
         dirs = {s.final.parent for s in staged} | {d.parent for s in staged for d in s.created_dirs}
         for folder in sorted(dirs, key=lambda f: (-len(f.parts), f)):  # make renames durable
-            _fsync(folder, strict=False)
+            fsync(folder, strict=False)
         return WriteReport(
             kind=kind, rows_written=written, rows_skipped=skipped, partitions=len(staged)
         )
@@ -363,7 +364,7 @@ class Catalog:
             if not merged["ts"].is_sorted():
                 merged = merged.sort("ts", maintain_order=True)
             merged.write_parquet(stage.tmp, statistics=True)
-            _fsync(stage.tmp)
+            fsync(stage.tmp)
         except BaseException:
             _discard([stage])
             raise
@@ -807,19 +808,6 @@ def _clean_temp_files(folder: Path) -> None:
     for name in os.listdir(folder):
         if name.startswith(_TMP_PREFIX) and name.endswith(_TMP_SUFFIX):
             (folder / name).unlink(missing_ok=True)
-
-
-def _fsync(path: Path, *, strict: bool = True) -> None:
-    """Flush a file, or a folder with ``strict=False`` (platforms that refuse it are ignored)."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        if strict:
-            raise
 
 
 def _discard(staged: list[_Staged]) -> None:

@@ -38,7 +38,8 @@ from ntlab.kernels import gpu
 __all__ = ["batch", "feature", "grid", "with_features"]
 
 
-def _float_array(series: pl.Series, what: str) -> np.ndarray:
+def float_column(series: pl.Series, what: str) -> np.ndarray:
+    """``series`` as float64 NumPy; DataError naming ``what`` for a non-numeric dtype or nulls."""
     if not series.dtype.is_numeric():
         msg = f"{what} must be numeric, got {series.name!r} of dtype {series.dtype}; cast it first"
         raise DataError(msg)
@@ -66,7 +67,7 @@ def _out(spec: Indicator, shape: tuple[int, ...], *, columns_apart: bool = False
 
 
 def _run(spec: Indicator, params: tuple, series: Sequence[pl.Series]) -> pl.Series:
-    arrays = [_float_array(s, f"{spec.name} input") for s in series]
+    arrays = [float_column(s, f"{spec.name} input") for s in series]
     out = spec.kernel()(*arrays, *params, _out(spec, arrays[0].shape))
     name = series[0].name
     if len(spec.outputs) == 1:
@@ -197,7 +198,7 @@ def grid(x: pl.Series | np.ndarray, name: str, values: Sequence[float | int], *,
     checked = [first.check(v) for v in values]
     rest = spec.check({first.name: checked[0], **params})[1:]
     series = x if isinstance(x, pl.Series) else pl.Series("x", np.asarray(x))
-    arr = _float_array(series, f"{name} input")
+    arr = float_column(series, f"{name} input")
     swept = np.asarray(checked, dtype=np.int64 if first.kind is int else np.float64)
     if _on_gpu(name, engine, [], want=True):  # pragma: no cover - needs a GPU
         out = gpu.run(name, arr, (checked[0], *rest), swept=swept).get()

@@ -61,6 +61,7 @@ from torch.utils.data import Dataset
 
 from ntlab.backtest.splits import Split
 from ntlab.exceptions import ConfigError, DataError, ModelError, SchemaError
+from ntlab.features.compute import float_column
 
 __all__ = ["Labels", "Prepared", "Scaler", "WindowDataset", "direction", "forward_return", "prepare", "triple_barrier"]
 
@@ -219,14 +220,7 @@ def _horizon_end(n: int, horizon: int) -> np.ndarray:
 def _prices(values: Prices, name: str) -> np.ndarray:
     """A float64 1-D copy of a price-like column; DataError for nulls or a non-numeric dtype."""
     if isinstance(values, pl.Series):
-        if not values.dtype.is_numeric():
-            msg = f"{name} must be numeric, got {values.name!r} of dtype {values.dtype}; cast it first"
-            raise DataError(msg)
-        if values.null_count():
-            row = int(values.is_null().arg_true()[0])
-            msg = f"{name} holds {values.null_count()} null(s), the first at row {row}; fill_null or drop_nulls first"
-            raise DataError(msg)
-        values = values.to_numpy()
+        values = float_column(values, name)
     array = np.asarray(values)
     if array.ndim != 1 or array.dtype.kind not in "biuf":
         msg = f"{name} must be a 1-D numeric array or Series, got shape {array.shape} of dtype {array.dtype}"

@@ -60,6 +60,7 @@ import polars as pl
 import torch
 from torch import nn
 
+from ntlab._fs import fsync
 from ntlab.exceptions import ConfigError, ModelError
 
 __all__ = ["LoadedModel", "ModelVersion", "Registry"]
@@ -512,7 +513,7 @@ def _write_version(
 
 def _publish(tmp: Path, final: Path, *, name: str, version: int) -> None:
     """Rename the finished temporary folder to its version folder and make that durable."""
-    _fsync(tmp)
+    fsync(tmp, strict=False)
     try:
         os.replace(tmp, final)
     except OSError as err:
@@ -521,7 +522,7 @@ def _publish(tmp: Path, final: Path, *, name: str, version: int) -> None:
                 f"version {version} of {name!r} was written by another save meanwhile; save again"
             ) from err
         raise
-    _fsync(final.parent)
+    fsync(final.parent, strict=False)
 
 
 def _remove_stale(folder: Path) -> None:
@@ -548,19 +549,7 @@ def _write_json_atomic(path: Path, document: dict[str, Any]) -> None:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    _fsync(path.parent)
-
-
-def _fsync(folder: Path) -> None:
-    """Flush a folder's entries to disk; platforms that cannot open or fsync a folder are ignored."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError:
-        pass
+    fsync(path.parent, strict=False)
 
 
 def _digest(path: Path) -> dict[str, Any]:
