@@ -1,4 +1,8 @@
-"""Portfolio construction: optimisation and discrete allocation through PyPortfolioOpt.
+"""Portfolio construction and risk.
+
+* :mod:`.optimize`: optimisation and discrete allocation through PyPortfolioOpt;
+* :mod:`.risk`: volatility, VaR/CVaR (historical, parametric, Cornish-Fisher), beta, tracking
+  error, drawdowns, risk contributions, historical stress scenarios.
 
 Importing this package loads PyPortfolioOpt and cvxpy; ``import ntlab`` does not.
 """
