@@ -24,6 +24,7 @@ RUNNABLE = [
     "bench_notebooks/kernels.ipynb",
     "bench_notebooks/backtest_peers.ipynb",
     "bench_notebooks/inference.ipynb",
+    "bench_notebooks/portfolio.ipynb",
 ]
 
 
@@ -157,3 +158,14 @@ def test_models_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     assert "production after promote: 2" in text and "production after rollback: 1" in text
     assert "exported kernel vs torch: max |diff|" in text
     assert (tmp_path / "registry" / "spy_direction" / "v0002" / "manifest.json").is_file()
+
+
+def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "portfolio.json"
+    small = ["-p", "sizes", "'5,10'", "-p", "days", "120", "-p", "repeat", "1", "-p", "objectives", "max_sharpe,hrp"]
+    result = CliRunner().invoke(main, ["bench", "portfolio", "--json", str(out), *small])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc["metrics"]) == {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s"}
+    assert all(m["value"] > 0 and m["better"] == "lower" for m in doc["metrics"].values())
