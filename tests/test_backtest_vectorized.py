@@ -93,7 +93,6 @@ def test_targets_equal_the_event_engine(seed, volume_limit) -> None:  # noqa: AN
 def test_sma_crossover_vectorised_equals_the_compiled_strategy() -> None:
     spy = ntlab.datasets.load("spy_1min")
     close = spy["close"]
-    diff = close.rolling_mean(10) - close.rolling_mean(50)
     # signals from ntlab's kernels (Polars' rolling mean rounds differently at near-ties)
     from ntlab.features import batch
 
@@ -103,7 +102,7 @@ def test_sma_crossover_vectorised_equals_the_compiled_strategy() -> None:
     vector = backtest_signals(spy, (d > 0) & (prev <= 0), (d < 0) & (prev >= 0), model=model)
     event = backtest(spy, sma_cross, model=model, fast=10, slow=50)
     assert vector.trades.equals(event.trades) and vector.equity.equals(event.equity)
-    assert vector.trades.height > 300 and diff.len() == spy.height
+    assert vector.trades.height > 300
     named = backtest_signals(spy.with_columns(e=(d > 0) & (prev <= 0), x=(d < 0) & (prev >= 0)), "e", "x", model=model)
     assert named.trades.equals(vector.trades)
 
