@@ -19,6 +19,7 @@ RUNNABLE = [
     "notebooks/02_features.ipynb",
     "notebooks/03_backtest.ipynb",
     "notebooks/04_models.ipynb",
+    "notebooks/05_portfolio.ipynb",
     "templates/demo.ipynb",
     "bench_notebooks/data.ipynb",
     "bench_notebooks/kernels.ipynb",
@@ -158,6 +159,16 @@ def test_models_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     assert "production after promote: 2" in text and "production after rollback: 1" in text
     assert "exported kernel vs torch: max |diff|" in text
     assert (tmp_path / "registry" / "spy_direction" / "v0002" / "manifest.json").is_file()
+
+
+def test_portfolio_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    params = {"universe": 12, "every": 63, "out_dir": str(tmp_path / "05")}
+    result = run_notebook(repo / "notebooks/05_portfolio.ipynb", out_dir=tmp_path, cwd=repo, parameters=params)
+    text = _outputs(result.notebook)
+    assert "using 12: AAL, AAPL" in text and "rebalances from 2014-02-07 to 2018-02-07" in text
+    assert "historical: 1-day 95% VaR" in text and "left in cash" in text
+    assert _images(result.notebook) == 4  # frontier, risk contributions, growth of 1, weights
+    assert (tmp_path / "05" / "max_sharpe_rebalance.html").is_file()
 
 
 def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:

@@ -160,6 +160,9 @@ def test_compare_and_reports(wide: pl.DataFrame, tmp_path) -> None:
     page = a.tearsheet(tmp_path / "t.html", benchmark=index)
     assert "Rebalancing: equal_weight" in page and (tmp_path / "t.html").exists()
     assert "<img" in a.tearsheet()
+    figure = b.plot_weights(top=3)
+    labels = [t.get_text() for t in figure.axes[0].get_legend().get_texts()]
+    assert "other" in labels and len([x for x in labels if x not in ("other", "net")]) == 3
     assert "RebalanceResult(&#x27;equal_weight&#x27;, " in a._repr_html_()
     with pytest.raises(ConfigError):
         compare([])

@@ -2,7 +2,9 @@
 
 * :mod:`.optimize`: optimisation and discrete allocation through PyPortfolioOpt;
 * :mod:`.risk`: volatility, VaR/CVaR (historical, parametric, Cornish-Fisher), beta, tracking
-  error, drawdowns, risk contributions, historical stress scenarios.
+  error, drawdowns, risk contributions, historical stress scenarios;
+* :mod:`.rebalance`: rolling re-optimisation backtests with costs and turnover limits;
+* :mod:`.plots`: efficient frontier, weights over time, risk contributions.
 
 Importing this package loads PyPortfolioOpt and cvxpy; ``import ntlab`` does not.
 """
@@ -21,16 +23,24 @@ from ntlab.portfolio.optimize import (
     returns_from_prices,
     risk_model,
 )
+from ntlab.portfolio.plots import plot_frontier, plot_risk_contributions, plot_weights
+from ntlab.portfolio.rebalance import RebalanceResult, compare, rebalance
 
 __all__ = [
     "OBJECTIVES",
     "OptimizationError",
+    "RebalanceResult",
     "Weights",
     "black_litterman",
+    "compare",
     "discrete_allocation",
     "expected_returns",
     "optimize",
+    "plot_frontier",
+    "plot_risk_contributions",
+    "plot_weights",
     "prices_to_pandas",
+    "rebalance",
     "returns_from_prices",
     "risk_model",
 ]
