@@ -186,6 +186,91 @@ def test_hrp_matches_pypfopt(prices, px) -> None:
     assert w.performance["sharpe"] == pytest.approx(hrp.portfolio_performance(risk_free_rate=0.02)[2], abs=TOL)
 
 
+# HRP: our bisection (and correlation) against a direct HRPOpt, to 1e-10, on real data
+@pytest.fixture(scope="module")
+def sp500_756() -> pl.DataFrame:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        daily = ntlab.datasets.load("sp500_daily")
+    return daily.pivot(on="symbol", index="ts", values="close").sort("ts").tail(756)
+
+
+def _complete(wide: pl.DataFrame) -> list[str]:
+    return [c for c in wide.columns[1:] if wide[c].null_count() == 0]
+
+
+def assert_hrp_is_hrpopt(
+    prices: pl.DataFrame | pd.DataFrame, risk_free_rate: float = 0.02, frequency: int = 252
+) -> tuple[Weights, dict[str, float]]:
+    w = optimize(prices, "hrp", risk_free_rate=risk_free_rate, frequency=frequency)
+    hrp = HRPOpt(pmu.returns_from_prices(prices_to_pandas(prices)))
+    raw = hrp.optimize()
+    perf = hrp.portfolio_performance(risk_free_rate=risk_free_rate, frequency=frequency)
+    got = w.to_dict()
+    assert list(got) == list(w.frame["symbol"]) and set(got) == set(raw)
+    assert max(abs(got[k] - v) for k, v in raw.items()) < 1e-10
+    assert sum(got.values()) == pytest.approx(1.0, abs=1e-12)
+    for key, ref in zip(("expected_return", "volatility", "sharpe"), perf):
+        assert w.performance[key] == pytest.approx(ref, abs=1e-10), key
+    return w, raw
+
+
+def test_hrp_equals_hrpopt_on_real_data(prices, full) -> None:
+    assert_hrp_is_hrpopt(prices)
+    assert_hrp_is_hrpopt(prices, risk_free_rate=0.0, frequency=52)
+    w, _ = assert_hrp_is_hrpopt(full)  # whole history: AMZN, BABA, META... listed mid-window (NaN)
+    assert prices_to_pandas(full).isna().any().sum() >= 5 and w.frame.height == full.width - 1
+
+
+def test_hrp_equals_hrpopt_500_stocks(sp500_756) -> None:
+    complete = _complete(sp500_756)
+    assert len(complete) >= 450
+    w, _ = assert_hrp_is_hrpopt(sp500_756.select("ts", *complete[:500]))
+    assert w.frame.height == len(complete[:500]) and (w.frame["weight"] > 0).all()
+
+
+def test_hrp_equals_hrpopt_with_missing_prices(sp500_756) -> None:
+    gappy = [c for c in sp500_756.columns[1:] if 0 < sp500_756[c].null_count() < 600]
+    listed_mid_window = [c for c in gappy if sp500_756[c][0] is None]
+    assert len(gappy) >= 10 and len(listed_mid_window) >= 5
+    prices = sp500_756.select("ts", *_complete(sp500_756)[:60], *gappy)
+    assert pmu.returns_from_prices(prices_to_pandas(prices)).isna().any().any()  # pairwise-complete corr/cov
+    assert_hrp_is_hrpopt(prices)
+
+
+def test_hrp_two_and_three_assets(px) -> None:
+    w3, _ = assert_hrp_is_hrpopt(px.iloc[:, :3])  # an odd split: 1 | 2
+    assert w3.frame.height == 3
+    w2, _ = assert_hrp_is_hrpopt(px.iloc[:, :2])  # one split: the inverse-variance weights
+    var = pmu.returns_from_prices(px.iloc[:, :2]).var()
+    for s, v in ((1 / var) / (1 / var).sum()).items():
+        assert w2.to_dict()[s] == pytest.approx(v, abs=1e-12)
+
+
+def test_hrp_correlation_is_pandas_bit_for_bit(sp500_756) -> None:
+    from ntlab.portfolio.optimize import _corr_like_pandas
+
+    rets = pmu.returns_from_prices(prices_to_pandas(sp500_756.select("ts", *_complete(sp500_756)[:500])))
+    assert np.array_equal(_corr_like_pandas(rets), rets.corr().to_numpy())
+    rng = np.random.default_rng(7)
+    x = rng.normal(0.001, 0.02, size=(40, 6)) + 1e4  # a large mean: Welford's running updates matter
+    x[:, 1] = 3 * x[:, 0]  # collinear: pandas clips the correlation to 1
+    x[:, 2] = -x[:, 0]
+    x[:, 3] = 5.0  # constant: NaN
+    for frame in (pd.DataFrame(x), pd.DataFrame(x[:2]), pd.DataFrame(x[:1]), pd.DataFrame(x[:, :1])):
+        assert np.array_equal(_corr_like_pandas(frame), frame.corr().to_numpy(), equal_nan=True)
+    x[5, 4] = np.nan  # missing values: pandas' own pairwise-complete correlation
+    assert np.array_equal(_corr_like_pandas(pd.DataFrame(x)), pd.DataFrame(x).corr().to_numpy(), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "option", [{"l2_gamma": 0.1}, {"sector_mapper": {"AAPL": "tech"}}, {"market_neutral": True}, {"cost": 0.01}]
+)
+def test_hrp_rejects_constraints(prices, option) -> None:
+    with pytest.raises(ConfigError, match="objective 'hrp' takes no l2_gamma, sector constraints"):
+        optimize(prices, "hrp", **option)
+
+
 @pytest.mark.parametrize("target", [None, 0.15])
 def test_cvar_matches_pypfopt(prices, px, mu_cov, target) -> None:
     w = optimize(prices, "cvar", target=target, weight_bounds=(0, 0.3))
