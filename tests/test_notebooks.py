@@ -174,9 +174,9 @@ def test_portfolio_tutorial_runs(repo: Path, tmp_path: Path) -> None:
 def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(repo)
     out = tmp_path / "portfolio.json"
-    small = ["-p", "sizes", "'5,10'", "-p", "days", "120", "-p", "repeat", "1", "-p", "objectives", "max_sharpe,hrp"]
+    small = ["-p", "sizes", "'5,10'", "-p", "days", "120", "-p", "repeat", "1", "-p", "objectives", "max_sharpe,hrp", "-p", "rebalance_assets", "8"]
     result = CliRunner().invoke(main, ["bench", "portfolio", "--json", str(out), *small])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert set(doc["metrics"]) == {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s"}
+    assert set(doc["metrics"]) == {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s", "rebalance_max_sharpe_8_s"}
     assert all(m["value"] > 0 and m["better"] == "lower" for m in doc["metrics"].values())
