@@ -606,14 +606,17 @@ def end_bar_nb(ctx: Ctx) -> None:
 
 @njit(**_KW)
 def record_nb(equity: np.ndarray, position: np.ndarray, mark: np.ndarray, cash: np.ndarray, flows: np.ndarray, t: int) -> None:
-    """Write the equity row of bar ``t`` (arrays, not the context: see :func:`load_bar_nb`)."""
+    """Write the equity row of bar ``t`` (arrays, not the context: see :func:`load_bar_nb`).
+
+    ``equity`` has a row per bar in a backtest; the live engine gives it fewer rows, used as a
+    ring (row ``t % rows``) holding the latest equity rows."""
     value, gross = 0.0, 0.0
     for a in range(position.shape[0]):
         if position[a] != 0.0:
             v = position[a] * mark[a]
             value += v
             gross += abs(v)
-    q = equity[t]
+    q = equity[t if t < equity.shape[0] else t % equity.shape[0]]
     q[Q_BAR] = t
     q[Q_CASH] = cash[0]
     q[Q_POSITION_VALUE] = value

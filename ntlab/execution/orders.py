@@ -84,6 +84,19 @@ R_TYPE = 7
 R_BOOK_FULL = 8
 R_OCO = 9
 R_PARENT = 10
+# Rejections by the live risk filter (ntlab.live.risk), before the venue sees the order
+R_RISK_ORDER_SIZE = 11
+R_RISK_NOTIONAL = 12
+R_RISK_POSITION = 13
+R_RISK_GROSS = 14
+R_RISK_PRICE_BAND = 15
+R_RISK_RATE = 16
+R_RISK_DUPLICATE = 17
+R_RISK_LOSS = 18
+R_RISK_DRAWDOWN = 19
+R_RISK_REDUCING = 20
+R_RISK_HALTED = 21
+R_RISK_NO_PRICE = 22
 REJECT_REASONS = (
     "",
     "quantity must be finite and non-zero",
@@ -96,6 +109,18 @@ REJECT_REASONS = (
     "too many open orders (ExecutionModel(max_open_orders=...))",
     "cancelled: another order of its one-cancels-other group filled",
     "its parent order was cancelled, rejected or is unknown",
+    "risk: order quantity above max_order_qty",
+    "risk: order notional above max_order_notional",
+    "risk: position with the open orders of its side would go above max_position",
+    "risk: gross notional with the open orders would go above max_gross_notional",
+    "risk: limit or stop price further than price_band_bps from the last price",
+    "risk: more than max_orders_per_second orders within one second",
+    "risk: same order (asset, qty, type, limit, stop) as one within duplicate_window_ns",
+    "risk: loss since the day's start above max_daily_loss (trading halted)",
+    "risk: drawdown from peak equity above max_drawdown (trading halted)",
+    "risk: reduce-only: the order must reduce its asset's position without flipping it",
+    "risk: trading halted (kill switch or set_state): only cancels are allowed",
+    "risk: no last price for the asset to check the price limits against",
 )
 
 # Execution-model parameters as a float64 array (P_*), read by the Numba code.

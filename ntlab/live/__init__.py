@@ -1,0 +1,1 @@
+"""Live trading: engine, paper venue, risk, journal."""

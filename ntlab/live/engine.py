@@ -1,0 +1,640 @@
+"""The live engine: a strategy on a feed, in a background thread, behind a command queue.
+
+``engine.start()`` returns at once; the engine's thread reads batches from its feed and runs
+each event through the compiled phases of :mod:`ntlab.live.step` (the same broker phases as the
+event-driven backtest, plus pre-trade risk and the journal). A compiled strategy runs inside one
+compiled loop over a batch; a Python strategy is called between two compiled calls per event.
+No event loop of the kernel is used: the engine runs the same in a notebook, a script or
+``ntlab live``, and several engines may run in one process.
+
+Commands from other threads (pause, resume, flatten, kill, trading state, risk limits, model
+swap, snapshot, stop) go through a queue and are applied between two batches (a batch is at
+most ``batch`` events: a few hundred microseconds); the caller waits until its command is
+applied and gets :class:`CommandTimeout` after ``timeout`` seconds otherwise.
+"""
+
+from __future__ import annotations
+
+import collections
+import datetime as dt
+import html
+import queue
+import tempfile
+import threading
+import time
+import traceback
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+from numba import njit
+
+from ntlab.exceptions import ConfigError, NtlabError
+from ntlab.execution import broker as b
+from ntlab.execution import orders as o
+from ntlab.execution.orders import ExecutionModel
+from ntlab.live import risk as rk
+from ntlab.live import step as st
+from ntlab.live.feeds import Batch, Feed
+from ntlab.live.journal import Journal
+from ntlab.live.latency import LatencyHistogram
+from ntlab.live.ring import Ring
+from ntlab.strategy.base import CompiledStrategy, Context, Fill, Strategy
+from ntlab.strategy import verbs as v
+
+__all__ = ["CommandTimeout", "EngineError", "LiveEngine", "Snapshot"]
+
+STATUSES = ("created", "running", "paused", "finished", "stopped", "failed")
+
+
+class EngineError(NtlabError, RuntimeError):
+    """A command the engine cannot apply in its current state."""
+
+
+class CommandTimeout(EngineError, TimeoutError):
+    """A command was not applied in time (the engine thread is busy or stuck)."""
+
+
+@dataclass(frozen=True, repr=False)
+class Snapshot:
+    """An immutable view of an engine at one moment (between two batches)."""
+
+    name: str
+    status: str
+    trading_state: str
+    events: int
+    last_ts: dt.datetime | None
+    cash: float
+    equity: float
+    start_cash: float
+    positions: pl.DataFrame
+    open_orders: pl.DataFrame
+    counters: dict[str, int]
+    risk_rejects: dict[str, int]
+    latency_us: dict[str, float]
+    events_per_s: float
+    queues: dict[str, int]
+    journal: dict[str, Any]
+    error: str | None = None
+    taken_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
+
+    @property
+    def pnl(self) -> float:
+        return self.equity - self.start_cash
+
+    def __repr__(self) -> str:
+        lat = self.latency_us
+        timing = f", tick-to-order p50 {lat['p50']:.1f} us p99 {lat['p99']:.1f} us" if lat.get("count") else ""
+        return (
+            f"Snapshot({self.name!r} {self.status}/{self.trading_state}, {self.events:,} events, "
+            f"equity {self.equity:,.2f} (P&L {self.pnl:+,.2f}), {self.open_orders.height} open orders, "
+            f"{self.counters.get('fills', 0):,} fills, {self.counters.get('risk_rejects', 0):,} risk rejects{timing})"
+        )
+
+    def _repr_html_(self) -> str:
+        colour = {"running": "#2a7", "paused": "#d90", "failed": "#c33"}.get(self.status, "#666")
+        rows = [
+            ("status", f"<b style='color:{colour}'>{self.status}</b> / {self.trading_state}"),
+            ("events", f"{self.events:,} ({self.events_per_s:,.0f}/s)"),
+            ("last event", str(self.last_ts) if self.last_ts else "none yet"),
+            ("equity", f"{self.equity:,.2f} (P&amp;L {self.pnl:+,.2f})"),
+            ("cash", f"{self.cash:,.2f}"),
+            ("tick-to-order", ", ".join(f"{k} {v:.1f} us" for k, v in self.latency_us.items() if k != "count") or "no orders yet"),
+            ("counters", ", ".join(f"{k} {v:,}" for k, v in self.counters.items() if v)),
+            ("risk rejects", ", ".join(f"{html.escape(k)}: {v}" for k, v in self.risk_rejects.items() if v) or "none"),
+            ("journal", html.escape(str(self.journal))),
+        ]
+        if self.error:
+            rows.append(("error", f"<pre style='color:#c33'>{html.escape(self.error[-2000:])}</pre>"))
+        table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
+        positions = self.positions.filter(pl.col("qty") != 0)._repr_html_() if self.positions.height else ""
+        return f"<div><b>LiveEngine {html.escape(self.name)}</b><table>{table}</table>{positions}</div>"
+
+
+_LOOPS: dict[Any, Any] = {}
+
+
+def _compiled_loop(on_bar: Any) -> Any:
+    """The batch loop with ``on_bar`` compiled in (once per strategy function)."""
+    loop = _LOOPS.get(on_bar)
+    if loop is None:
+
+        @njit(nogil=True, error_model="numpy")
+        def loop(ctx, state, ts, ohlcv, features, recv, t0, io, run):  # noqa: ANN001, ANN202
+            for k in range(ts.shape[0]):
+                if not st.room_nb(ctx, io):
+                    return k
+                in_ns = recv[k] if recv.shape[0] > 0 else st.lt.now_ns_nb()
+                st.begin_nb(ctx, k, ts, ohlcv, features, t0 + k)
+                if run:
+                    on_bar(ctx, state)
+                st.end_nb(ctx, in_ns, io)
+            return ts.shape[0]
+
+        _LOOPS[on_bar] = loop
+    return loop
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def _flatten_nb(ctx: b.Ctx, asset: int) -> None:
+    for a in range(ctx.position.shape[0]):
+        if asset < 0 or a == asset:
+            v.flatten(ctx, a)
+
+
+@njit(nogil=True, error_model="numpy", cache=True)
+def _kill_nb(ctx: b.Ctx, risk_state: np.ndarray, io: tuple) -> int:
+    n = rk.kill_switch_nb(ctx, risk_state)
+    ctx.n_requests[0] = 0
+    st.drain_nb(ctx, io)
+    st.control_nb(io, ctx.clock[b.C_BAR], rk.HALTED, 0)
+    return n
+
+
+class LiveEngine:
+    """Run ``strategy`` live on ``feed`` against the paper venue, with risk and a journal.
+
+    Parameters
+    ----------
+    strategy
+        A :class:`~ntlab.strategy.CompiledStrategy` (its state from ``init(**params)``) or a
+        :class:`~ntlab.strategy.Strategy` instance, unchanged from the backtest.
+    feed
+        Where events come from (:class:`~ntlab.live.feeds.ReplayFeed`, WebSocket feeds).
+    cash
+        Starting cash of the paper account.
+    model
+        The paper venue's fill rules (the backtest's :class:`ExecutionModel`).
+    risk
+        Pre-trade limits (:class:`~ntlab.live.risk.RiskLimits`); none by default.
+    journal_dir
+        Folder of the journal (``journal/``) and of the paper venue's record (``venue/``);
+        a new temporary folder when None.
+    name
+        Label in snapshots and thread names.
+    batch
+        Most events per compiled call (commands wait at most one batch).
+    ring_capacity
+        Rows of the event ring read by :meth:`events` (oldest rows are overwritten, counted).
+    **params
+        Parameters of a compiled strategy's ``init``.
+    """
+
+    def __init__(
+        self,
+        strategy: CompiledStrategy | Strategy,
+        feed: Feed,
+        *,
+        cash: float = 1_000_000.0,
+        model: ExecutionModel | None = None,
+        risk: rk.RiskLimits | None = None,
+        journal_dir: str | Path | None = None,
+        name: str = "engine",
+        batch: int = 256,
+        ring_capacity: int = 1 << 16,
+        equity_rows: int = 4096,
+        **params: Any,
+    ) -> None:
+        if not isinstance(feed, Feed):
+            raise ConfigError(f"feed must be a ntlab.live.feeds.Feed (e.g. ReplayFeed), got {type(feed).__name__}")
+        if not (isinstance(cash, (int, float)) and np.isfinite(cash) and cash >= 0):
+            raise ConfigError(f"cash={cash!r} must be a finite number >= 0")
+        if not (isinstance(batch, int) and batch >= 1):
+            raise ConfigError(f"batch must be an integer >= 1, got {batch!r}")
+        self.name = name
+        self.strategy = strategy
+        self.feed = feed
+        self.model = model or ExecutionModel()
+        self.limits = risk or rk.RiskLimits()
+        self.cash = float(cash)
+        self.batch = batch
+        self.symbols = list(feed.symbols)
+        n = len(self.symbols)
+        self._ctx = b.new_ctx(n, equity_rows, self.model.params(), cash=cash, n_features=len(feed.feature_names), max_open_orders=self.model.max_open_orders)
+        if isinstance(strategy, CompiledStrategy):
+            self._state = strategy.state(params)
+            self._loop = _compiled_loop(strategy.on_bar)
+        elif isinstance(strategy, Strategy):
+            if params:
+                raise ConfigError(f"parameters {sorted(params)} go to the Strategy's constructor for Python strategies")
+            self._state = None
+            self._view = Context(self._ctx, self.symbols, list(feed.feature_names))
+        else:
+            raise ConfigError(f"strategy must be a CompiledStrategy or a Strategy instance, got {type(strategy).__name__}")
+        self.journal_dir = Path(journal_dir) if journal_dir is not None else Path(tempfile.mkdtemp(prefix="ntlab-live-"))
+        self.journal = Journal(self.journal_dir / "journal")
+        self.venue_record = Journal(self.journal_dir / "venue")
+        self.latency = LatencyHistogram()
+        self.ring = Ring(ring_capacity, o.E_WIDTH, overflow="overwrite_oldest", name=f"{name} events")
+        self._risk_params = self.limits.params()
+        self._risk_state = rk.new_state(self.limits, n)
+        self._risk_counters = np.zeros(rk.N_WIDTH, dtype=np.int64)
+        self._counters = np.zeros(st.N_WIDTH, dtype=np.int64)
+        self._payload = np.zeros(16)
+        self._io = self._make_io()
+        self._commands: queue.SimpleQueue = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._status = "created"
+        self._error: str | None = None
+        self._t = 0  # next event number
+        self._last_ts = 0
+        self._busy_ns = 0
+        self._history: collections.deque = collections.deque(maxlen=100_000)
+        self._trades: collections.deque = collections.deque(maxlen=100_000)
+        self._previous_model: tuple[np.ndarray, ...] | None = None
+        self._pending_fills = np.zeros((0, o.E_WIDTH))
+        self._done = threading.Event()
+        self._lock = threading.Lock()
+
+    # -- set-up ----------------------------------------------------------------------------------
+    def _make_io(self) -> tuple:
+        jw, jf, js = self.journal.arrays()
+        vw, vf, vs = self.venue_record.arrays()
+        (hist,) = self.latency.arrays()
+        data, control = self.ring.arrays()
+        return (self._risk_params, self._risk_state, self._risk_counters, jw, jf, js, vw, vf, vs, hist, data, control,
+                self._counters, self._payload)  # fmt: skip
+
+    def _roll_journals(self) -> None:
+        worst = b.worst_case_nb(self._ctx) + self._ctx_arrays["requests"].shape[0]
+        for j in (self.journal, self.venue_record):
+            words, _, state = j.arrays()
+            if st.free_nb(words, state) < worst:
+                j.roll()
+        self._counters[st.N_JOURNAL_FULL] += 1
+        self._io = self._make_io()
+
+    @property
+    def _ctx_arrays(self) -> dict[str, np.ndarray]:
+        return b.arrays(self._ctx)
+
+    # -- lifecycle -------------------------------------------------------------------------------
+    def start(self) -> LiveEngine:
+        """Start the engine's thread and return at once."""
+        if self._status != "created":
+            raise EngineError(f"engine {self.name!r} is {self._status}; a LiveEngine starts once (make a new one)")
+        self._status = "running"
+        payload = np.zeros(16)
+        payload[:3] = (self.cash, len(self.symbols), self._t)
+        self.journal.append(st.K_START, payload)
+        self._thread = threading.Thread(target=self._run, name=f"ntlab-live-{self.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def run(self, timeout: float | None = None) -> Snapshot:
+        """Start, wait until the feed ends (or ``timeout``), stop; the final snapshot (headless use)."""
+        self.start()
+        self.wait(timeout)
+        return self.stop()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the engine has finished its feed, stopped or failed; False on timeout."""
+        return self._done.wait(timeout)
+
+    @property
+    def status(self) -> str:
+        return self._status
+
+    @property
+    def running(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def stop(self, timeout: float = 10.0) -> Snapshot:
+        """Stop the engine (after the current batch), flush and close the journals; the final snapshot."""
+        if self.running:
+            self._command("stop", timeout=timeout)
+            self._thread.join(timeout)
+        self._close()
+        return self.snapshot()
+
+    def _close(self) -> None:
+        if self._status in ("running", "paused", "created"):
+            self._status = "stopped"
+        self.journal.close()  # closing twice is fine
+        self.venue_record.close()
+        self._done.set()
+
+    # -- the thread ------------------------------------------------------------------------------
+    def _run(self) -> None:
+        try:
+            self.feed.open()
+            if isinstance(self.strategy, Strategy):
+                self.strategy.on_start(self._view)
+            while self._status in ("running", "paused"):
+                self._apply_commands()
+                if self._status not in ("running", "paused"):
+                    break
+                got = self.feed.next_batch(self.batch)
+                if got is None:
+                    self._status = "finished"
+                    break
+                if isinstance(got, Batch):
+                    self._process(got)
+                else:  # nothing due yet: wait for it, or for a command
+                    self._apply_commands(block=min(max(float(got), 1e-4), 0.05))
+            if isinstance(self.strategy, Strategy) and self._status != "failed":
+                self.strategy.on_stop(self._view)
+        except Exception:  # strategy code (or a feed) raised: halt trading, keep the engine inspectable
+            self._fail(traceback.format_exc())
+        finally:
+            self._apply_commands()
+            self.feed.close()
+            self.journal.sync()
+            self.venue_record.sync()
+            with self._lock:  # a command queued from now on is applied by its caller
+                self._done.set()
+            self._drain_waiting_commands()
+
+    def _fail(self, text: str) -> None:
+        self._error = text
+        self._status = "failed"
+        _kill_nb(self._ctx, self._risk_state, self._io)
+
+    def _process(self, batch: Batch) -> None:
+        start = time.perf_counter_ns()
+        k, n = 0, len(batch)
+        run = self._status == "running"
+        while k < n:
+            part = Batch(batch.ts[k:], batch.ohlcv[k:], batch.features[k:], batch.recv_ns[k:] if batch.recv_ns.size else batch.recv_ns)
+            if self._state is not None:
+                done = self._loop(self._ctx, self._state, part.ts, part.ohlcv, part.features, part.recv_ns, self._t, self._io, run)
+            else:
+                done = self._python_steps(part, run)
+            self._t += done
+            k += done
+            self._collect()
+            if k < n:
+                self._roll_journals()
+        self._last_ts = int(batch.ts[-1])
+        self._busy_ns += time.perf_counter_ns() - start
+
+    def _python_steps(self, part: Batch, run: bool) -> int:
+        strategy, view, ctx, io = self.strategy, self._view, self._ctx, self._io
+        on_event = strategy.on_trade if getattr(self.feed, "data", None) is not None and self.feed.data.ticks and type(strategy).on_trade is not Strategy.on_trade else strategy.on_bar
+        wants_fills = type(strategy).on_fill is not Strategy.on_fill
+        events = self._ctx_arrays["events"]
+        for k in range(len(part)):
+            if not st.room_nb(ctx, io):
+                return k
+            in_ns = int(part.recv_ns[k]) if part.recv_ns.size else time.monotonic_ns()
+            matched = st.begin_nb(ctx, k, part.ts, part.ohlcv, part.features, self._t + k)
+            if wants_fills:
+                self._deliver(np.vstack([self._pending_fills, events[:matched]]), int(part.ts[k]))
+            if run:
+                on_event(view)
+            drained = st.end_nb(ctx, in_ns, io)
+            if wants_fills:
+                self._pending_fills = events[matched:drained].copy()
+        return len(part)
+
+    def _deliver(self, rows: np.ndarray, ts_ns: int) -> None:
+        for e in rows:
+            kind = int(e[o.E_KIND])
+            if kind in (o.FILLED, o.PARTIALLY_FILLED):
+                ts = dt.datetime.fromtimestamp(ts_ns / 1e9, tz=dt.UTC)
+                fill = Fill(int(e[o.E_ORDER]), self.symbols[int(e[o.E_ASSET])], float(e[o.E_QTY]), float(e[o.E_PRICE]),
+                            float(e[o.E_FEE]), ts, kind == o.PARTIALLY_FILLED, float(e[o.E_TAG]))  # fmt: skip
+                self.strategy.on_fill(self._view, fill)
+
+    def _collect(self) -> None:
+        """Move round trips out of the broker's log (memory stays flat)."""
+        a = self._ctx_arrays
+        n = int(a["n_trades"][0])
+        if n:
+            self._trades.extend(a["trades"][:n].copy())
+            a["n_trades"][0] = 0
+
+    # -- commands --------------------------------------------------------------------------------
+    def _command(self, name: str, *args: Any, timeout: float = 5.0) -> Any:
+        if threading.current_thread() is self._thread:
+            return self._apply(name, args)
+        if not self.running or self._done.is_set():  # no thread left to apply it
+            if self._thread is not None:
+                self._thread.join()
+            if name in ("snapshot", "stop"):
+                return self._apply(name, args)
+            state = self._status if self._error is None else f"failed: {self._error.strip().splitlines()[-1]}"
+            raise EngineError(f"engine {self.name!r} is not running ({state}); {name} needs a running engine")
+        future: Future = Future()
+        with self._lock:
+            if self._done.is_set():
+                return self._command(name, *args, timeout=timeout)
+            self._commands.put((name, args, future))
+        try:
+            return future.result(timeout)
+        except TimeoutError:
+            raise CommandTimeout(
+                f"{name} was not applied within {timeout} s: the engine thread of {self.name!r} is busy or stuck "
+                f"(status {self._status}); try a longer timeout or engine.snapshot()"
+            ) from None
+
+    def _apply_commands(self, block: float = 0.0) -> bool:
+        """Apply the queued commands; with ``block``, wait up to that long for the first. True if any."""
+        applied = False
+        while True:
+            try:
+                name, args, future = self._commands.get(timeout=block) if block and not applied else self._commands.get_nowait()
+            except queue.Empty:
+                return applied
+            applied = True
+            try:
+                future.set_result(self._apply(name, args))
+            except Exception as exc:  # the caller gets the error; the engine goes on
+                future.set_exception(exc)
+
+    def _drain_waiting_commands(self) -> None:
+        while True:
+            try:
+                name, args, future = self._commands.get_nowait()
+            except queue.Empty:
+                return
+            try:
+                future.set_result(self._apply(name, args) if name in ("snapshot", "stop") else None)
+            except Exception as exc:
+                future.set_exception(exc)
+
+    def _apply(self, name: str, args: tuple) -> Any:
+        if name == "snapshot":
+            return self._snapshot()
+        if name == "stop":
+            if self._status in ("running", "paused"):
+                self._status = "stopped"
+            return None
+        if name == "pause":
+            self._status = "paused"
+        elif name == "resume":
+            self._status = "running"
+        elif name == "flatten":
+            (asset,) = args
+            if int(self._risk_state[rk.S_STATE]) == rk.HALTED:
+                raise EngineError("trading is HALTED: closing orders would be refused; call engine.set_trading_state('reducing') first")
+            self._set_state(rk.REDUCING)
+            _flatten_nb(self._ctx, asset)
+        elif name == "kill":
+            _kill_nb(self._ctx, self._risk_state, self._io)
+        elif name == "trading_state":
+            self._set_state(args[0])
+        elif name == "limits":
+            (limits,) = args
+            self._risk_params[:] = limits.params()
+            self.limits = limits
+        elif name == "swap":
+            return self._swap(*args)
+        return None
+
+    def _set_state(self, state: int) -> None:
+        rk.set_state_nb(self._risk_state, state)
+        st.control_nb(self._io, self._t, state, 0)
+
+    def _swap(self, arrays: tuple[np.ndarray, ...] | None) -> float:
+        start = time.perf_counter()
+        if self._state is None:
+            raise EngineError("swap_model needs a compiled strategy whose state starts with the model's arrays")
+        if arrays is None:
+            if self._previous_model is None:
+                raise EngineError("no previous model to roll back to")
+            arrays = self._previous_model
+        current = self._state if isinstance(self._state, tuple) else (self._state,)
+        for i, (new, old) in enumerate(zip(arrays, current, strict=False)):
+            if new.shape != old.shape or new.dtype != old.dtype:
+                raise EngineError(
+                    f"model array {i} is {new.dtype}{list(new.shape)}, the running strategy's is {old.dtype}{list(old.shape)}; "
+                    "a hot swap needs the same architecture (export the new model with the same layers)"
+                )
+        self._previous_model = tuple(c.copy() for c in current[: len(arrays)])
+        for new, old in zip(arrays, current, strict=False):
+            np.copyto(old, new)
+        return time.perf_counter() - start
+
+    # -- the public commands ---------------------------------------------------------------------
+    def pause(self, timeout: float = 5.0) -> None:
+        """Stop calling the strategy (events still mark positions and fill resting orders)."""
+        self._command("pause", timeout=timeout)
+
+    def resume(self, timeout: float = 5.0) -> None:
+        """Call the strategy again."""
+        self._command("resume", timeout=timeout)
+
+    def flatten(self, symbol: str | None = None, timeout: float = 5.0) -> None:
+        """Cancel open orders and close positions (of ``symbol``, or all) with market orders at the
+        next event; trading becomes REDUCING so that the strategy cannot open new positions."""
+        asset = -1 if symbol is None else self._asset(symbol)
+        self._command("flatten", asset, timeout=timeout)
+
+    def kill(self, timeout: float = 5.0) -> None:
+        """Kill switch: cancel every open order and HALT trading (only cancels pass risk after)."""
+        self._command("kill", timeout=timeout)
+
+    def set_trading_state(self, state: str, timeout: float = 5.0) -> None:
+        """``"active"``, ``"reducing"`` (only orders that reduce a position) or ``"halted"``."""
+        if state not in rk.STATES:
+            raise ConfigError(f"trading state must be one of {rk.STATES}, got {state!r}")
+        self._command("trading_state", rk.STATES.index(state), timeout=timeout)
+
+    def set_risk_limits(self, limits: rk.RiskLimits, timeout: float = 5.0) -> None:
+        """Replace the pre-trade limits (applied from the next event)."""
+        if not isinstance(limits, rk.RiskLimits):
+            raise ConfigError(f"limits must be a RiskLimits, got {type(limits).__name__}")
+        self._command("limits", limits, timeout=timeout)
+
+    def swap_model(self, model: Any, timeout: float = 5.0) -> float:
+        """Replace the model's weights between two events; returns the seconds the swap took.
+
+        ``model`` is an exported model (:func:`~ntlab.models.export.export_mlp`: its ``params``
+        and ``layout`` must match the first arrays of the compiled strategy's state, as
+        ``mlp_signal`` lays them out) or a tuple of arrays in state order."""
+        arrays = (model.params, model.layout) if hasattr(model, "params") and hasattr(model, "layout") else tuple(model)
+        return self._command("swap", arrays, timeout=timeout)
+
+    def rollback_model(self, timeout: float = 5.0) -> float:
+        """Put back the model that the last :meth:`swap_model` replaced."""
+        return self._command("swap", None, timeout=timeout)
+
+    def _asset(self, symbol: str) -> int:
+        if symbol not in self.symbols:
+            raise ConfigError(f"unknown symbol {symbol!r}; this engine trades {self.symbols}")
+        return self.symbols.index(symbol)
+
+    # -- views -----------------------------------------------------------------------------------
+    def snapshot(self, timeout: float = 5.0) -> Snapshot:
+        """An immutable view of the engine, taken between two batches."""
+        return self._command("snapshot", timeout=timeout)
+
+    def _snapshot(self) -> Snapshot:
+        a = self._ctx_arrays
+        mark = np.nan_to_num(a["mark"], nan=0.0)
+        value = float((a["position"] * mark).sum())
+        positions = pl.DataFrame({
+            "symbol": self.symbols,
+            "qty": a["position"].copy(),
+            "avg_price": a["avg_price"].copy(),
+            "mark": a["mark"].copy(),
+            "unrealised": a["position"] * (mark - a["avg_price"]),
+            "realised": a["realised"].copy(),
+        })
+        rows = [r for r in a["orders"][: a["n_orders"][0]] if r[o.O_KIND] != b.DEAD]
+        open_orders = pl.DataFrame(
+            {
+                "order_id": [int(r[o.O_ID]) for r in rows],
+                "symbol": [self.symbols[int(r[o.O_ASSET])] for r in rows],
+                "qty": [float(r[o.O_QTY]) for r in rows],
+                "type": [o.ORDER_TYPES[int(r[o.O_TYPE])] for r in rows],
+                "limit": [float(r[o.O_LIMIT]) for r in rows],
+                "stop": [float(r[o.O_STOP]) for r in rows],
+            },
+            schema={"order_id": pl.Int64, "symbol": pl.Utf8, "qty": pl.Float64, "type": pl.Utf8, "limit": pl.Float64, "stop": pl.Float64},
+        )
+        counters = dict(zip(st.COUNTER_NAMES, (int(x) for x in self._counters), strict=True))
+        reasons = o.REJECT_REASONS[o.R_RISK_ORDER_SIZE :]
+        risk = {text: int(self._risk_counters[rk.N_BY_REASON + i]) for i, text in enumerate(reasons)}
+        lat = self.latency.percentiles((50, 99, 99.9))
+        latency = {"p50": lat[50] / 1e3, "p99": lat[99] / 1e3, "p99.9": lat[99.9] / 1e3, "count": self.latency.count} if self.latency.count else {}
+        seconds = self._busy_ns / 1e9
+        return Snapshot(
+            name=self.name,
+            status=self._status,
+            trading_state=rk.STATES[int(self._risk_state[rk.S_STATE])],
+            events=int(self._counters[st.N_EVENTS]),
+            last_ts=dt.datetime.fromtimestamp(self._last_ts / 1e9, tz=dt.UTC) if self._last_ts else None,
+            cash=float(a["cash"][0]),
+            equity=float(a["cash"][0]) + value,
+            start_cash=self.cash,
+            positions=positions,
+            open_orders=open_orders,
+            counters=counters,
+            risk_rejects=risk,
+            latency_us=latency,
+            events_per_s=self._counters[st.N_EVENTS] / seconds if seconds else 0.0,
+            queues={"commands": self._commands.qsize(), "event_ring": len(self.ring)},
+            journal={"dir": str(self.journal_dir), "records": self.journal.next_seq - 1, "durable": self.journal.durable_seq},
+            error=self._error,
+        )
+
+    def events(self) -> pl.DataFrame:
+        """Order events so far (the event ring's rows, read now; at most the last 100,000)."""
+        rows = self.ring.pop_many()
+        self._history.extend(rows)
+        e = np.asarray(self._history).reshape(-1, o.E_WIDTH)
+        kinds, reasons, assets = e[:, o.E_KIND].astype(int), e[:, o.E_REASON].astype(int), e[:, o.E_ASSET].astype(int)
+        names = np.asarray([*self.symbols, ""], dtype=object)
+        return pl.DataFrame({
+            "event_number": e[:, o.E_BAR].astype(np.int64),
+            "order_id": e[:, o.E_ORDER].astype(np.int64),
+            "event": pl.Series([o.EVENT_KINDS[k] for k in kinds], dtype=pl.Utf8),
+            "reason": pl.Series([o.REJECT_REASONS[r] for r in reasons], dtype=pl.Utf8),
+            "symbol": pl.Series(names[np.where((assets >= 0) & (assets < len(self.symbols)), assets, -1)].tolist(), dtype=pl.Utf8),
+            "qty": e[:, o.E_QTY],
+            "price": e[:, o.E_PRICE],
+            "fee": e[:, o.E_FEE],
+            "tag": e[:, o.E_TAG],
+        })
+
+    def __repr__(self) -> str:
+        kind = "compiled" if self._state is not None else "Python"
+        return f"LiveEngine({self.name!r}, {kind} strategy, {len(self.symbols)} symbol(s), {self._status}, {int(self._counters[st.N_EVENTS]):,} events)"
+
+    def _repr_html_(self) -> str:
+        return self.snapshot()._repr_html_()
