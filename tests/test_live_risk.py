@@ -170,6 +170,23 @@ def test_rate_limit_is_a_rolling_second_of_clock_time() -> None:
     assert rs.check(ctx) == 1 and rejections(arr)[again] == TEXT[o.R_RISK_RATE]
 
 
+def test_rate_limit_follows_a_swap_of_the_limits() -> None:
+    ctx, arr = make()
+    rs = RiskState(RiskLimits(), 2)  # no rate limit: the ring still records (RING_MIN slots)
+    first = [v.buy(ctx, 0, 1 + i) for i in range(3)]
+    assert rs.check(ctx) == 0 and ids(arr) == first
+    arr["n_requests"][0] = 0
+    rs.params[:] = RiskLimits(max_orders_per_second=4).params()  # what the engine does
+    arr["clock"][b.C_TS] = T0 + SEC // 2
+    one, two = v.buy(ctx, 0, 7), v.buy(ctx, 0, 8)
+    assert rs.check(ctx) == 1 and ids(arr) == [one]
+    arr["n_requests"][0] = 0
+    rs.params[:] = RiskLimits(max_orders_per_second=10**5).params()  # above the ring: clamped to it
+    burst = [v.buy(ctx, 0, 1) for _ in range(rk.RING_MIN)]
+    assert rs.check(ctx) == 4 and ids(arr) == burst[: rk.RING_MIN - 4]
+    assert two in rejections(arr)
+
+
 def test_rate_window_spans_midnight() -> None:
     ctx, arr = make()
     midnight = (T0 // NS_DAY + 1) * NS_DAY
@@ -385,7 +402,8 @@ def test_limits_are_checked_and_laid_out() -> None:
         with pytest.raises(ConfigError, match="n_assets"):
             rk.new_state(RiskLimits(), n)
     state = rk.new_state(RiskLimits(max_orders_per_second=4), 3)
-    assert state.shape == (rk.S_HEADER + 4 + rk.DUP_SLOTS * rk.F_WIDTH + 6,)
+    assert state.shape == (rk.S_HEADER + rk.RING_MIN + rk.DUP_SLOTS * rk.F_WIDTH + 6,)
+    assert rk.new_state(RiskLimits(max_orders_per_second=100), 1)[rk.S_RING_SIZE] == 100
     assert "active: checked 0" in repr(RiskState(RiskLimits(), 1))
     assert list(RiskState(RiskLimits(), 1).counters())[3:] == list(TEXT[o.R_RISK_ORDER_SIZE :])
 

@@ -52,11 +52,12 @@ S_DAY = 2  # UTC midnight (ns) of the day of the last call (exact in float64); N
 S_DAY_START = 3  # equity at the first call of the day
 S_PEAK = 4  # highest equity seen
 S_EQUITY = 5  # equity at the last call (NaN while no loss stop is on)
-S_RING_SIZE = 6  # slots of the rate-limit ring: max_orders_per_second (1 when off)
+S_RING_SIZE = 6  # slots of the rate-limit ring: max(RING_MIN, max_orders_per_second)
 S_RING_POS = 7  # the ring's oldest slot, overwritten next
 S_DUP_POS = 8  # the fingerprint slot overwritten next
 S_HEADER = 9  # then the ring (times of the last passed orders), the fingerprints, then
 # scratch: pending (buys, sells) per asset, rebuilt by each call
+RING_MIN = 64  # a swap of params may raise max_orders_per_second up to the ring's size
 DUP_SLOTS = 32  # the duplicate guard compares with the last 32 passed orders
 F_TIME, F_ASSET, F_QTY, F_TYPE, F_LIMIT, F_STOP = range(6)
 F_WIDTH = 6
@@ -137,7 +138,7 @@ def new_state(limits: RiskLimits, n_assets: int) -> np.ndarray:
     if not isinstance(n_assets, int | np.integer) or isinstance(n_assets, bool) or n_assets < 1:
         msg = f"n_assets={n_assets!r} must be an int >= 1 (the context's number of assets)"
         raise ConfigError(msg)
-    ring = max(1, limits.max_orders_per_second or 0)
+    ring = max(RING_MIN, limits.max_orders_per_second or 0)
     fp = S_HEADER + ring
     state = np.zeros(fp + DUP_SLOTS * F_WIDTH + 2 * int(n_assets))
     state[[S_DAY, S_DAY_START, S_PEAK, S_EQUITY]] = np.nan
@@ -161,7 +162,9 @@ def set_state_nb(state: np.ndarray, mode: int) -> None:
 
 @njit(**_KW)
 def kill_switch_nb(ctx: b.Ctx, state: np.ndarray) -> int:
-    """Cancel every open order (children too) and halt trading; returns the orders cancelled."""
+    """Cancel every open order (children too) and halt trading; returns the orders cancelled.
+
+    Logs one ``cancelled`` event per open order: call it with that room in the event log."""
     n = 0
     for i in range(ctx.n_orders[0]):
         n += ctx.orders[i, o.O_KIND] != b.DEAD
@@ -330,8 +333,10 @@ def _filter_nb(ctx: b.Ctx, params: np.ndarray, state: np.ndarray, counters: np.n
                             and _same_nb(state[j + F_STOP], stop)):  # fmt: skip
                         reason = o.R_RISK_DUPLICATE
                         break
-            if reason == o.R_NONE and rate > 0.0 and state[S_HEADER + np.int64(state[S_RING_POS])] > now - NS_SECOND:
-                reason = o.R_RISK_RATE
+            if reason == o.R_NONE and rate > 0.0:  # the rate-th last order passed within the second?
+                nth = (np.int64(state[S_RING_POS]) - min(np.int64(rate), ring)) % ring
+                if state[S_HEADER + nth] > now - NS_SECOND:
+                    reason = o.R_RISK_RATE
             if reason != o.R_NONE:
                 if ctx.n_events[0] < ctx.events.shape[0]:  # a full log loses the event, not the check
                     b._event_nb(ctx, rq[r, o.O_ID], o.REJECTED, reason, a, qty, np.nan, 0.0, rq[r, o.O_TAG])
@@ -340,10 +345,9 @@ def _filter_nb(ctx: b.Ctx, params: np.ndarray, state: np.ndarray, counters: np.n
                 rejected += 1
                 continue
             counters[N_PASSED] += 1
-            if rate > 0.0:  # remember it: the rate ring, the fingerprints, the pending orders
-                slot = np.int64(state[S_RING_POS])
-                state[S_HEADER + slot] = now
-                state[S_RING_POS] = (slot + 1) % ring
+            slot = np.int64(state[S_RING_POS])  # remember it: rate ring, fingerprints, pending
+            state[S_HEADER + slot] = now
+            state[S_RING_POS] = (slot + 1) % ring
             if window > 0.0:
                 slot = np.int64(state[S_DUP_POS])
                 j = fp + slot * F_WIDTH
