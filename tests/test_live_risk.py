@@ -410,7 +410,7 @@ def test_limits_are_checked_and_laid_out() -> None:
 
 def test_compiled_callers_get_the_same_filter() -> None:
     if numba.config.DISABLE_JIT:
-        pytest.skip("compiled callers only")
+        pytest.skip(reason="the compiled caller exists only with the JIT on")
 
     @numba.njit
     def on_event(ctx, params, state, counters):
