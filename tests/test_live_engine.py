@@ -5,7 +5,6 @@ from __future__ import annotations
 import time
 import warnings
 
-import numba
 import numpy as np
 import polars as pl
 import pytest
@@ -23,7 +22,6 @@ from ntlab.live.journal import read_journal
 from ntlab.live.recovery import RecoveryError, recover
 from ntlab.live.risk import RiskLimits
 from ntlab.strategy import CompiledStrategy, Strategy
-from ntlab.strategy import verbs as v
 from ntlab.strategy.examples import EmaCross, ema_cross, mlp_signal
 
 
@@ -43,7 +41,7 @@ def btc() -> pl.DataFrame:
         return ntlab.datasets.load("binance_spot_btcusdt_trades").select("ts", "price", "size")
 
 
-def _backtest_events(result) -> np.ndarray:  # noqa: ANN001
+def _backtest_events(result) -> np.ndarray:
     return result._logs["events"]
 
 
@@ -86,13 +84,13 @@ def test_python_strategy_parity_with_the_backtest_on_binance_trades(btc: pl.Data
     fills = []
 
     class Recording(EmaCross):
-        def on_fill(self, ctx, fill) -> None:  # noqa: ANN001
+        def on_fill(self, ctx, fill) -> None:
             fills.append((fill.order_id, fill.qty, fill.price))
 
     expected_fills: list = []
 
     class Expected(EmaCross):
-        def on_fill(self, ctx, fill) -> None:  # noqa: ANN001
+        def on_fill(self, ctx, fill) -> None:
             expected_fills.append((fill.order_id, fill.qty, fill.price))
 
     model = ExecutionModel(fee_bps=1.0)
@@ -188,12 +186,12 @@ class Boom(Strategy):
     def __init__(self, at: int) -> None:
         self.at, self.n = at, 0
 
-    def on_bar(self, ctx) -> None:  # noqa: ANN001
+    def on_bar(self, ctx) -> None:
         self.n += 1
         if self.n == 5:
             ctx.submit("asset", 1.0, "limit", limit=1.0)  # rests far below the market
         if self.n == self.at:
-            raise ZeroDivisionError("strategy bug at event %d" % self.at)
+            raise ZeroDivisionError(f"strategy bug at event {self.at}")
 
 
 def test_strategy_exception_halts_and_keeps_the_engine_inspectable(es: pl.DataFrame, tmp_path) -> None:
@@ -209,7 +207,7 @@ def test_strategy_exception_halts_and_keeps_the_engine_inspectable(es: pl.DataFr
 
 
 @njit
-def _raising_on_bar(ctx, state) -> None:  # noqa: ANN001
+def _raising_on_bar(ctx, state) -> None:
     state[0] += 1.0
     if state[0] == 300.0:
         raise ValueError("compiled strategy bug")
@@ -222,7 +220,7 @@ def test_compiled_strategy_exception_halts(es: pl.DataFrame, tmp_path) -> None:
 
 
 class Sleepy(Strategy):
-    def on_bar(self, ctx) -> None:  # noqa: ANN001
+    def on_bar(self, ctx) -> None:
         time.sleep(0.5)
 
 

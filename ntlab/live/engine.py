@@ -42,8 +42,8 @@ from ntlab.live.feeds import Batch, Feed
 from ntlab.live.journal import Journal
 from ntlab.live.latency import LatencyHistogram
 from ntlab.live.ring import Ring
-from ntlab.strategy.base import CompiledStrategy, Context, Fill, Strategy
 from ntlab.strategy import verbs as v
+from ntlab.strategy.base import CompiledStrategy, Context, Fill, Strategy
 
 __all__ = ["CommandTimeout", "EngineError", "LiveEngine", "Snapshot"]
 
@@ -123,7 +123,7 @@ def _compiled_loop(on_bar: Any) -> Any:
     if loop is None:
 
         @njit(nogil=True, error_model="numpy")
-        def loop(ctx, state, ts, ohlcv, features, recv, t0, io, run):  # noqa: ANN001, ANN202
+        def loop(ctx, state, ts, ohlcv, features, recv, t0, io, run):
             for k in range(ts.shape[0]):
                 if not st.room_nb(ctx, io):
                     return k
@@ -337,7 +337,7 @@ class LiveEngine:
                     self._apply_commands(block=min(max(float(got), 1e-4), 0.05))
             if isinstance(self.strategy, Strategy) and self._status != "failed":
                 self.strategy.on_stop(self._view)
-        except Exception:  # strategy code (or a feed) raised: halt trading, keep the engine inspectable
+        except Exception:  # noqa: BLE001  # strategy code (or a feed) raised: halt trading, keep the engine inspectable
             self._fail(traceback.format_exc())
         finally:
             self._apply_commands()
@@ -442,7 +442,7 @@ class LiveEngine:
             applied = True
             try:
                 future.set_result(self._apply(name, args))
-            except Exception as exc:  # the caller gets the error; the engine goes on
+            except Exception as exc:  # noqa: BLE001  # the caller gets the error; the engine goes on
                 future.set_exception(exc)
 
     def _drain_waiting_commands(self) -> None:
@@ -453,7 +453,7 @@ class LiveEngine:
                 return
             try:
                 future.set_result(self._apply(name, args) if name in ("snapshot", "stop") else None)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001
                 future.set_exception(exc)
 
     def _apply(self, name: str, args: tuple) -> Any:

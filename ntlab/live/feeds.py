@@ -56,14 +56,14 @@ class Feed(abc.ABC):
     symbols: list[str]
     feature_names: list[str]
 
-    def open(self) -> None:  # noqa: B027 - optional hook
+    def open(self) -> None:
         """Connect, subscribe, start the clock."""
 
     @abc.abstractmethod
     def next_batch(self, max_events: int) -> Batch | float | None:
         """The next events, the wait until there are some, or None at the end."""
 
-    def close(self) -> None:  # noqa: B027 - optional hook
+    def close(self) -> None:
         """Disconnect."""
 
 
