@@ -82,7 +82,7 @@ def _python_fold(venue: np.ndarray, cash: float, n_assets: int) -> dict[str, np.
     return {"cash": cash, "position": np.array(pos), "avg_price": np.array(avg), "realised": np.array(real)}
 
 
-def _replay_nb_free(ctx: b.Ctx, venue: np.ndarray) -> None:
+def _book_fills(ctx: b.Ctx, venue: np.ndarray) -> None:
     """Book the fills through the broker's accounting (the engine's own arithmetic)."""
     for e in venue:
         if int(e[o.E_KIND]) in (o.FILLED, o.PARTIALLY_FILLED):
@@ -125,7 +125,7 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
     if starts.size == 0:
         raise RecoveryError(f"the journal in {root / 'journal'} has no start record: nothing to recover from")
     start_cash = float(mine.payload[starts[0], 0])
-    theirs = venue.payload[venue.kinds == st.K_VENUE][:, :]
+    theirs = venue.payload[venue.kinds == st.K_VENUE]
     ours = mine.payload[mine.kinds == st.K_VENUE]
     if ours.shape[0] > theirs.shape[0]:
         raise RecoveryError(
@@ -137,7 +137,7 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
         i = int(differ[0])
         raise RecoveryError(
             f"venue event {i + 1} differs: journal {ours[i, : o.E_WIDTH].tolist()} vs venue {theirs[i, : o.E_WIDTH].tolist()} "
-            f"(columns {list(o.__dict__.get('E_NAMES', ())) or 'bar, order, kind, reason, asset, qty, price, fee, tag'})"
+            "(columns: event number, order, kind, reason, asset, qty, price, fee, tag)"
         )
     missing = theirs[ours.shape[0] :]
     if missing.shape[0]:
@@ -145,7 +145,7 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
             for row in missing:
                 journal.append(st.K_VENUE, row)
     ctx = b.new_ctx(n_assets, 1, np.zeros(o.P_WIDTH) if model_params is None else model_params, cash=start_cash)
-    _replay_nb_free(ctx, theirs)
+    _book_fills(ctx, theirs)
     a = b.arrays(ctx)
     check = _python_fold(theirs, start_cash, n_assets)
     problems = []
