@@ -175,11 +175,15 @@ def test_risk_limits_stop_orders_before_the_venue(es: pl.DataFrame, tmp_path) ->
 def test_risk_limits_change_while_running(es: pl.DataFrame, tmp_path) -> None:
     engine = LiveEngine(ema_cross, ReplayFeed(es, speed=300.0), journal_dir=tmp_path, span=30, size=3.0).start()
     engine.set_risk_limits(RiskLimits(max_order_qty=1.0))
+    sent_before = engine.snapshot().counters["orders_sent"]  # orders may have left before the change
     with pytest.raises(ConfigError, match="RiskLimits"):
         engine.set_risk_limits({"max_order_qty": 1})
-    time.sleep(0.3)
+    deadline = time.monotonic() + 30
+    while engine.snapshot().counters["risk_rejects"] == 0 and time.monotonic() < deadline:
+        time.sleep(0.05)
     final = engine.stop()
-    assert final.counters["orders_sent"] == 0
+    assert final.counters["risk_rejects"] > 0
+    assert final.counters["orders_sent"] == sent_before  # nothing left after the new limits applied
 
 
 class Boom(Strategy):
