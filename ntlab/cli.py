@@ -5,6 +5,8 @@
     ntlab data ls -c DIR             what a catalog holds
     ntlab run NOTEBOOK -o DIR        run a notebook/template with checked parameters
     ntlab bench NAME --json OUT      run bench_notebooks/NAME.ipynb, write its JSON
+    ntlab live run STRATEGY -d DATA  a headless live session on a replay (journal, resume)
+    ntlab live recover DIR           rebuild and check the books of a journalled session
 
 Heavy libraries are imported inside the commands, so ``ntlab --help`` is instant.
 """
@@ -146,3 +148,55 @@ def bench(name: str, json_out: Path, params: tuple[tuple[str, str], ...]) -> Non
         peer = f" (vs {entry['peer']})" if entry["peer"] else ""
         click.echo(f"{key:32s} {entry['value']:>16,.6g} {entry['unit']}{peer}")
     click.echo(f"wrote {json_out}")
+
+
+@main.group()
+def live() -> None:
+    """Headless live sessions on the paper venue."""
+
+
+@live.command("run")
+@click.argument("strategy")
+@click.option("--data", "-d", required=True, help="Data set name (`ntlab data names`) or a Parquet file of bars or trade ticks.")
+@click.option("--rows", type=int, default=None, help="Replay only the first ROWS rows.")
+@click.option("--speed", type=float, default=None, help="Times real time (default: as fast as possible).")
+@click.option("--rate", type=float, default=None, help="Steady events per second instead of --speed.")
+@click.option("--feature", "features", multiple=True, help="Feature column carried to the strategy (repeatable).")
+@click.option("--journal", "journal_dir", type=click.Path(file_okay=False, path_type=Path), default=None, help="Journal folder (default: a new temporary one).")
+@click.option("--resume", is_flag=True, help="Continue the session journalled in --journal.")
+@click.option("--cash", type=float, default=1_000_000.0, show_default=True)
+@click.option("--fee-bps", type=float, default=0.0, show_default=True)
+@click.option("--param", "-p", "params", type=(str, str), multiple=True, help="Strategy parameter NAME VALUE (repeatable).")
+@click.option("--every", type=float, default=1.0, show_default=True, help="Seconds between snapshot lines.")
+@click.option("--timeout", type=float, default=None, help="Stop after this many seconds.")
+def live_run(strategy: str, data: str, rows: int | None, speed: float | None, rate: float | None, features: tuple[str, ...], journal_dir: Path | None,
+             resume: bool, cash: float, fee_bps: float, params: tuple[tuple[str, str], ...], every: float, timeout: float | None) -> None:
+    """Run STRATEGY (module:attribute) live on a replay of DATA against the paper venue.
+
+    Prints a snapshot line every --every seconds and the final one; exits 1 if the strategy failed.
+    """
+    from ntlab.execution.orders import ExecutionModel
+    from ntlab.live.headless import replay_engine, run_session
+
+    if resume and journal_dir is None:
+        raise click.UsageError("--resume needs the --journal folder of the session to continue")
+    engine = replay_engine(strategy, data, params=_params(params), rows=rows, speed=speed, rate=rate, features=features,
+                           journal_dir=journal_dir, resume=resume, cash=cash, model=ExecutionModel(fee_bps=fee_bps), name="live")  # fmt: skip
+    if engine.recovery is not None:
+        click.echo(f"resumed: {engine.recovery!r}")
+    click.echo(f"started: {engine!r}, journal {engine.journal_dir}", err=False)
+    sys.stdout.flush()
+    final = run_session(engine, every=every, timeout=timeout, report=lambda snap: click.echo(repr(snap)))
+    if final.status == "failed":
+        click.echo(final.error, err=True)
+        raise SystemExit(1)
+
+
+@live.command("recover")
+@click.argument("journal_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("--assets", type=int, default=1, show_default=True, help="Number of symbols the session traded.")
+def live_recover(journal_dir: Path, assets: int) -> None:
+    """Rebuild the books of the session in JOURNAL_DIR from its journal and check them against the venue's record."""
+    from ntlab.live.recovery import recover
+
+    click.echo(repr(recover(journal_dir, assets)))

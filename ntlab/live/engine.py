@@ -39,8 +39,9 @@ from ntlab.execution.orders import ExecutionModel
 from ntlab.live import risk as rk
 from ntlab.live import step as st
 from ntlab.live.feeds import Batch, Feed
-from ntlab.live.journal import Journal
+from ntlab.live.journal import Journal, read_journal
 from ntlab.live.latency import LatencyHistogram
+from ntlab.live.recovery import Recovery, recover
 from ntlab.live.ring import Ring
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Fill, Strategy
@@ -154,6 +155,15 @@ def _kill_nb(ctx: b.Ctx, risk_state: np.ndarray, io: tuple) -> int:
     return n
 
 
+def _has_segments(directory: Path) -> bool:
+    return any(p.suffix != ".tmp" for p in directory.glob("journal.*"))
+
+
+def _started(journal: Path) -> bool:
+    """Whether the journal holds a start record (a run that died while setting up has none)."""
+    return _has_segments(journal) and bool((read_journal(journal).kinds == st.K_START).any())
+
+
 class LiveEngine:
     """Run ``strategy`` live on ``feed`` against the paper venue, with risk and a journal.
 
@@ -173,6 +183,12 @@ class LiveEngine:
     journal_dir
         Folder of the journal (``journal/``) and of the paper venue's record (``venue/``);
         a new temporary folder when None.
+    resume
+        Continue the run journalled in ``journal_dir`` (after a crash or a stop): the books
+        (cash, positions, average prices, realised P&L, open orders, order ids, trading state)
+        are rebuilt and reconciled by :func:`~ntlab.live.recovery.recover` (see
+        :attr:`recovery`), and the feed continues at the first event not processed. The
+        strategy starts from its ``init`` / constructor again.
     name
         Label in snapshots and thread names.
     batch
@@ -196,6 +212,7 @@ class LiveEngine:
         batch: int = 256,
         ring_capacity: int = 1 << 16,
         equity_rows: int = 4096,
+        resume: bool = False,
         **params: Any,
     ) -> None:
         if not isinstance(feed, Feed):
@@ -225,8 +242,8 @@ class LiveEngine:
         else:
             raise ConfigError(f"strategy must be a CompiledStrategy or a Strategy instance, got {type(strategy).__name__}")
         self.journal_dir = Path(journal_dir) if journal_dir is not None else Path(tempfile.mkdtemp(prefix="ntlab-live-"))
-        self.journal = Journal(self.journal_dir / "journal")
-        self.venue_record = Journal(self.journal_dir / "venue")
+        self._t = feed.first_event  # next event number
+        self.recovery: Recovery | None = None
         self.latency = LatencyHistogram()
         self.ring = Ring(ring_capacity, o.E_WIDTH, overflow="overwrite_oldest", name=f"{name} events")
         self._risk_params = self.limits.params()
@@ -234,12 +251,22 @@ class LiveEngine:
         self._risk_counters = np.zeros(rk.N_WIDTH, dtype=np.int64)
         self._counters = np.zeros(st.N_WIDTH, dtype=np.int64)
         self._payload = np.zeros(16)
+        if resume:
+            self._resume()
+        else:
+            held = [p for p in (self.journal_dir / "journal", self.journal_dir / "venue") if p.is_dir() and _has_segments(p)]
+            if held:
+                raise ConfigError(
+                    f"{held[0]} holds the journal of an earlier run: pass resume=True to continue it, "
+                    "or give a new journal_dir"
+                )
+            self.journal = Journal(self.journal_dir / "journal")
+            self.venue_record = Journal(self.journal_dir / "venue")
         self._io = self._make_io()
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._status = "created"
         self._error: str | None = None
-        self._t = 0  # next event number
         self._last_ts = 0
         self._busy_ns = 0
         self._history: collections.deque = collections.deque(maxlen=100_000)
@@ -250,6 +277,33 @@ class LiveEngine:
         self._lock = threading.Lock()
 
     # -- set-up ----------------------------------------------------------------------------------
+    def _resume(self) -> None:
+        mine, theirs = self.journal_dir / "journal", self.journal_dir / "venue"
+        if not mine.is_dir():
+            raise ConfigError(f"resume=True, but {self.journal_dir} holds no journal of an earlier run; start without resume")
+        if not _started(mine):  # the last run died before it started: nothing happened yet
+            self.journal = Journal.open(mine) if _has_segments(mine) else Journal(mine)
+            self.venue_record = Journal.open(theirs) if _has_segments(theirs) else Journal(theirs)
+            return
+        rec = recover(self.journal_dir, len(self.symbols), model_params=self.model.params())
+        a = self._ctx_arrays
+        k = rec.open_orders.shape[0]
+        if k > a["orders"].shape[0]:
+            raise ConfigError(f"the recovered run has {k} open orders, more than max_open_orders={a['orders'].shape[0]} of this model")
+        a["cash"][0] = rec.cash
+        for name in ("position", "avg_price", "realised", "open_trade"):
+            a[name][:] = getattr(rec, name)
+        a["orders"][:k] = rec.open_orders
+        a["n_orders"][0] = k
+        a["next_id"][0] = rec.next_order_id
+        rk.set_state_nb(self._risk_state, rec.trading_state)
+        self.cash = rec.start_cash
+        self.feed.seek(rec.next_event)
+        self._t = rec.next_event
+        self.recovery = rec
+        self.journal = Journal.open(self.journal_dir / "journal")
+        self.venue_record = Journal.open(self.journal_dir / "venue")
+
     def _make_io(self) -> tuple:
         jw, jf, js = self.journal.arrays()
         vw, vf, vs = self.venue_record.arrays()
@@ -278,8 +332,9 @@ class LiveEngine:
             raise EngineError(f"engine {self.name!r} is {self._status}; a LiveEngine starts once (make a new one)")
         self._status = "running"
         payload = np.zeros(16)
-        payload[:3] = (self.cash, len(self.symbols), self._t)
+        payload[:4] = (self.cash, len(self.symbols), self._t, self.recovery is not None)
         self.journal.append(st.K_START, payload)
+        self._io = self._make_io()  # in case that append rolled the segment over
         self._thread = threading.Thread(target=self._run, name=f"ntlab-live-{self.name}", daemon=True)
         self._thread.start()
         return self
@@ -368,6 +423,10 @@ class LiveEngine:
             self._collect()
             if k < n:
                 self._roll_journals()
+        self._payload[0] = self._t
+        self.journal.append(st.K_PROGRESS, self._payload[:1])  # a restart continues after this batch
+        if self.journal.arrays()[0] is not self._io[3]:  # that append rolled the segment over
+            self._io = self._make_io()
         self._last_ts = int(batch.ts[-1])
         self._busy_ns += time.perf_counter_ns() - start
 
@@ -487,7 +546,7 @@ class LiveEngine:
 
     def _set_state(self, state: int) -> None:
         rk.set_state_nb(self._risk_state, state)
-        st.control_nb(self._io, self._t, state, 0)
+        st.control_nb(self._io, self._t - 1, state, 0)  # after the last event processed
 
     def _swap(self, arrays: tuple[np.ndarray, ...] | None) -> float:
         start = time.perf_counter()

@@ -26,7 +26,7 @@ import polars as pl
 from ntlab.backtest.engine import BarData, bar_data
 from ntlab.exceptions import ConfigError
 
-__all__ = ["Batch", "Feed", "ReplayFeed"]
+__all__ = ["Batch", "Feed", "ReplayFeed", "SyntheticFeed"]
 
 _NO_STAMPS = np.zeros(0, dtype=np.int64)
 
@@ -55,6 +55,11 @@ class Feed(abc.ABC):
 
     symbols: list[str]
     feature_names: list[str]
+    first_event = 0  # the number the engine gives the feed's first event
+
+    def seek(self, event: int) -> None:
+        """Continue at event number ``event`` (a restarted engine calls it with the first event it
+        has not processed). Live feeds ignore it: they go on with what arrives now."""
 
     def open(self) -> None:
         """Connect, subscribe, start the clock."""
@@ -78,6 +83,9 @@ class ReplayFeed(Feed):
     speed
         ``None``: as fast as the engine takes events. A number: the original gaps between
         events divided by ``speed`` (``speed=60`` plays an hour of data in a minute).
+    rate
+        Instead of ``speed``: a steady ``rate`` events per second, whatever the data's own gaps
+        (a feed at a known load).
     features
         Feature columns of ``data`` carried with each event (the strategy's ``ctx.features``).
     start
@@ -89,20 +97,35 @@ class ReplayFeed(Feed):
         data: pl.DataFrame | BarData,
         *,
         speed: float | None = None,
+        rate: float | None = None,
         features: Sequence[str] = (),
         start: int = 0,
     ) -> None:
-        if speed is not None and not (isinstance(speed, (int, float)) and np.isfinite(speed) and speed > 0):
-            raise ConfigError(f"speed must be a number > 0 (or None for as fast as possible), got {speed!r}")
+        for name, value in (("speed", speed), ("rate", rate)):
+            if value is not None and not (isinstance(value, (int, float)) and np.isfinite(value) and value > 0):
+                raise ConfigError(f"{name} must be a number > 0 (or None for as fast as possible), got {value!r}")
+        if speed is not None and rate is not None:
+            raise ConfigError("give speed (x real time) or rate (events per second), not both")
         self.data = bar_data(data, features)
         if not (isinstance(start, int) and 0 <= start <= self.data.ts.size):
             raise ConfigError(f"start must be an event number in 0..{self.data.ts.size}, got {start!r}")
         self.symbols = list(self.data.symbols)
         self.feature_names = list(self.data.feature_names)
         self.speed = speed
+        self.rate = rate
         self.start = start
         self.position = start
         self._wall0 = 0.0
+
+    @property
+    def first_event(self) -> int:  # type: ignore[override]
+        return self.start
+
+    def seek(self, event: int) -> None:
+        """Play from data row ``event`` (event numbers are rows of the data)."""
+        if not (isinstance(event, (int, np.integer)) and 0 <= event <= self.data.ts.size):
+            raise ConfigError(f"cannot continue at event {event!r}: this replay has events 0..{self.data.ts.size}")
+        self.start = self.position = int(event)
 
     def __len__(self) -> int:
         return int(self.data.ts.size)
@@ -121,9 +144,65 @@ class ReplayFeed(Feed):
             if due <= i:
                 return (d.ts[i] - d.ts[self.start] - elapsed) / 1e9 / self.speed
             stop = min(stop, due)
+        elif self.rate is not None:
+            elapsed = time.monotonic() - self._wall0
+            due = self.start + int(elapsed * self.rate) + 1
+            if due <= i:
+                return (i - self.start) / self.rate - elapsed
+            stop = min(stop, due)
         self.position = stop
         return Batch(d.ts[i:stop], d.ohlcv[i:stop], d.features[i:stop])
 
     def __repr__(self) -> str:
-        pace = "as fast as possible" if self.speed is None else f"{self.speed:g}x real time"
+        pace = f"{self.speed:g}x real time" if self.speed else f"{self.rate:g} events/s" if self.rate else "as fast as possible"
         return f"ReplayFeed({len(self.symbols)} symbol(s), {self.data.ts.size:,} events, at {self.position:,}, {pace})"
+
+
+class SyntheticFeed(Feed):
+    """``events`` one-trade events of a random walk, made batch by batch (memory stays flat
+    however long it runs): for load, memory and latency tests, never for research.
+
+    Prices move by -1, 0 or +1 ``tick`` per event from ``price``; events are ``step_ns`` apart
+    from 2024-01-01 UTC; sizes are 1 to 10.
+
+    >>> feed = SyntheticFeed(5, seed=1)
+    >>> feed.open(); batch = feed.next_batch(3); len(batch), batch.ohlcv.shape, feed.next_batch(9).ts.size, feed.next_batch(9)
+    (3, (3, 1, 5), 2, None)
+    """
+
+    def __init__(self, events: int, *, symbol: str = "SYN", seed: int = 0, price: float = 100.0, tick: float = 0.01,
+                 step_ns: int = 1_000_000) -> None:  # fmt: skip
+        if not (isinstance(events, int) and events >= 0):
+            raise ConfigError(f"events must be an int >= 0, got {events!r}")
+        self.symbols, self.feature_names = [symbol], []
+        self.events, self.tick, self.step_ns, self.seed, self.price0 = events, tick, step_ns, seed, price
+        self.position = 0
+        self._rng = np.random.default_rng(seed)
+        self._last = price
+        self._t0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
+
+    def seek(self, event: int) -> None:
+        """Continue at ``event`` (the walk restarts from its start price: it has no history)."""
+        if not (isinstance(event, (int, np.integer)) and 0 <= event <= self.events):
+            raise ConfigError(f"cannot continue at event {event!r}: this feed has events 0..{self.events}")
+        self.position = int(event)
+
+    def next_batch(self, max_events: int) -> Batch | None:
+        k = min(max_events, self.events - self.position)
+        if k <= 0:
+            return None
+        moves = self._rng.integers(-1, 2, size=k)
+        prices = self._last + np.cumsum(moves) * self.tick
+        self._last = float(prices[-1])
+        ohlcv = np.empty((k, 1, 5))
+        ohlcv[:, 0, :4] = prices[:, None]
+        ohlcv[:, 0, 4] = self._rng.integers(1, 11, size=k)
+        ts = self._t0 + (self.position + np.arange(k, dtype=np.int64)) * self.step_ns
+        self.position += k
+        return Batch(ts, ohlcv, np.empty((k, 1, 0)))
+
+    def __len__(self) -> int:
+        return self.events
+
+    def __repr__(self) -> str:
+        return f"SyntheticFeed({self.events:,} events, at {self.position:,}, seed {self.seed})"

@@ -12,7 +12,12 @@ Recovery:
 4. rebuilds cash, positions, average prices, realised P&L and open orders by replaying the venue
    events through the broker's own accounting, and checks the result against an independent fold
    of the venue's record (plain Python); a difference refuses recovery and says what differs;
-5. reports intents that never reached the venue (sent just before the crash: not working).
+5. reports intents that never reached the venue (sent just before the crash: not working);
+6. finds the next event to process: after the last batch the journal marked done, or after the
+   last event that left a record, whichever is later.
+
+Strategy state (indicators, a model's inputs) is not in the journal: a resumed strategy starts
+from its ``init`` / constructor again, with the recovered books.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class Recovery:
     avg_price: np.ndarray
     realised: np.ndarray
     open_orders: np.ndarray  # rows of O_WIDTH
+    open_trade: np.ndarray  # the broker's open round trips (rows of OT_WIDTH per asset)
     next_order_id: int
     next_event: int
     trading_state: int
@@ -84,9 +90,12 @@ def _python_fold(venue: np.ndarray, cash: float, n_assets: int) -> dict[str, np.
 
 def _book_fills(ctx: b.Ctx, venue: np.ndarray) -> None:
     """Book the fills through the broker's accounting (the engine's own arithmetic)."""
+    a = b.arrays(ctx)
     for e in venue:
         if int(e[o.E_KIND]) in (o.FILLED, o.PARTIALLY_FILLED):
+            a["clock"][b.C_BAR] = int(e[o.E_BAR])  # round trips keep their entry event
             b._account_nb(ctx, int(e[o.E_ASSET]), float(e[o.E_QTY]), float(e[o.E_PRICE]), float(e[o.E_FEE]))
+            a["n_trades"][0] = 0  # closed round trips are not needed, only the open ones
 
 
 def _open_orders(venue: np.ndarray) -> np.ndarray:
@@ -125,6 +134,7 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
     if starts.size == 0:
         raise RecoveryError(f"the journal in {root / 'journal'} has no start record: nothing to recover from")
     start_cash = float(mine.payload[starts[0], 0])
+    starts_at = mine.payload[starts, 2]
     theirs = venue.payload[venue.kinds == st.K_VENUE]
     ours = mine.payload[mine.kinds == st.K_VENUE]
     if ours.shape[0] > theirs.shape[0]:
@@ -160,8 +170,9 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
     seen = set(theirs[:, o.E_ORDER].astype(np.int64).tolist())
     unacked = [int(r[o.O_ID]) for r in intents if r[o.O_KIND] == o.RQ_NEW and int(r[o.O_ID]) not in seen]
     ids = np.concatenate([intents[:, o.O_ID], theirs[:, o.E_ORDER], [0.0]])
-    bars = np.concatenate([intents[:, o.O_WIDTH], theirs[:, o.E_BAR], mine.payload[mine.kinds == st.K_CONTROL][:, 0], [-1.0]])
     controls = mine.payload[mine.kinds == st.K_CONTROL]
+    done = mine.payload[mine.kinds == st.K_PROGRESS][:, 0] - 1  # the last event of a finished batch
+    bars = np.concatenate([intents[:, o.O_WIDTH], theirs[:, o.E_BAR], controls[:, 0], done, starts_at - 1, [-1.0]])
     return Recovery(
         cash=float(a["cash"][0]),
         start_cash=start_cash,
@@ -169,6 +180,7 @@ def recover(journal_dir: str | Path, n_assets: int, *, model_params: np.ndarray 
         avg_price=a["avg_price"].copy(),
         realised=a["realised"].copy(),
         open_orders=_open_orders(theirs),
+        open_trade=a["open_trade"].copy(),
         next_order_id=int(ids.max()) + 1,
         next_event=int(bars.max()) + 1,
         trading_state=int(controls[-1, 1]) if controls.shape[0] else 0,

@@ -41,7 +41,8 @@ K_INTENT = 1  # payload: the request row (O_WIDTH words), then the event number
 K_VENUE = 2  # payload: the event row (E_WIDTH words); for "accepted": then the order's terms (A_*)
 K_RISK_REJECT = 3  # payload: the rejection event row
 K_CONTROL = 4  # payload: [event number, trading state, reason code] (kill switch, state changes)
-K_START = 5  # payload: [cash, number of assets, first event number]
+K_START = 5  # payload: [cash, number of assets, first event number, 1 if resumed]
+K_PROGRESS = 6  # payload: [next event number] after each batch (a restart continues there)
 
 # Order terms after an "accepted" event row in its payload
 A_TYPE = o.E_WIDTH

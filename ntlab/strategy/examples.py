@@ -8,6 +8,8 @@ close at a time, so no bar can see the future.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 from numba import njit
 
@@ -18,7 +20,7 @@ from ntlab.models.export import ExportedMLP, mlp_forward_nb
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Strategy
 
-__all__ = ["EmaCross", "SmaCross", "ema_cross", "mlp_signal", "sma_cross"]
+__all__ = ["EmaCross", "SmaCross", "ema_cross", "mlp_returns", "mlp_signal", "sma_cross"]
 
 # State of the crossover: (fast average's state, slow average's state, [size, previous fast - slow])
 _SIZE, _PREV = 0, 1
@@ -171,3 +173,42 @@ mlp_signal = CompiledStrategy(on_bar=_mlp_on_bar, init=_mlp_init)
 """Trade the first asset on an exported MLP's prediction from the bar's feature row (pass
 ``features=[...]`` to :func:`~ntlab.backtest.backtest`, scaled as in training); params
 ``net`` (an :class:`~ntlab.models.export.ExportedMLP`), ``threshold``, ``size``."""
+
+
+@njit(**_KW)
+def _mlp_returns_on_bar(ctx, state: tuple) -> None:
+    """The last ``inputs`` log returns of the first asset, computed as events arrive → exported
+    MLP → long above ``threshold``, flat below ``-threshold``
+    (state: params, layout, scratch, x, out, [threshold, size, scale, events seen], log prices)."""
+    params, layout, scratch, x, out, knobs, logs = state
+    close = ctx.bar[0, 3]
+    if np.isnan(close):
+        return
+    n = logs.shape[0]
+    seen = np.int64(knobs[3])
+    logs[seen % n] = math.log(close)
+    knobs[3] = seen + 1
+    if seen < n - 1:  # warm-up: fewer than ``inputs`` returns so far
+        return
+    now = logs[seen % n]
+    for i in range(x.shape[0]):  # x[i]: return over the last i + 1 events
+        x[i] = (now - logs[(seen - 1 - i) % n]) * knobs[2]
+    mlp_forward_nb(params, layout, x, scratch, out)
+    held = v.position(ctx, 0)
+    if out[0] > knobs[0] and held == 0.0:
+        v.buy(ctx, 0, knobs[1])
+    elif out[0] < -knobs[0] and held > 0.0:
+        v.sell(ctx, 0, held)
+
+
+def _mlp_returns_init(net: ExportedMLP, threshold: float = 0.0, size: float = 1.0, scale: float = 1e4) -> tuple[np.ndarray, ...]:
+    x = np.zeros(net.inputs, dtype=np.float32)
+    knobs = np.array([threshold, size, scale, 0.0])
+    return net.params, net.layout, net.scratch(), x, np.zeros(net.outputs, dtype=np.float32), knobs, np.zeros(net.inputs + 1)
+
+
+mlp_returns = CompiledStrategy(on_bar=_mlp_returns_on_bar, init=_mlp_returns_init)
+"""Trade the first asset on an exported MLP fed with its last ``net.inputs`` log returns over
+1, 2, ... events (in basis points with the default ``scale``), computed in the strategy as the
+events arrive: the whole event → features → model → order path runs in the compiled loop.
+Params ``net``, ``threshold``, ``size``, ``scale``."""

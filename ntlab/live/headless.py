@@ -1,0 +1,114 @@
+"""Headless live sessions: what ``ntlab live run`` does, callable from a script.
+
+A strategy is named as ``module:attribute``: a :class:`~ntlab.strategy.CompiledStrategy`
+(parameters go to its ``init``) or a :class:`~ntlab.strategy.Strategy` class (parameters go to
+its constructor). Replay data is a data set name (``ntlab data names``) or a Parquet file of
+bars or trade ticks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from ntlab.exceptions import ConfigError
+from ntlab.live.engine import LiveEngine, Snapshot
+from ntlab.live.feeds import ReplayFeed
+from ntlab.strategy.base import CompiledStrategy, Strategy
+
+__all__ = ["load_strategy", "replay_engine", "replay_frame", "run_session"]
+
+
+def load_strategy(spec: str, params: dict[str, Any]) -> tuple[CompiledStrategy | Strategy, dict[str, Any]]:
+    """``"module:attribute"`` → (strategy, parameters left for a compiled strategy's ``init``).
+
+    >>> load_strategy("ntlab.strategy.examples:EmaCross", {"span": 20})[0].span
+    20
+    """
+    module_name, _, attribute = spec.partition(":")
+    if not module_name or not attribute:
+        raise ConfigError(f"strategy {spec!r} must be 'module:attribute', e.g. 'ntlab.strategy.examples:ema_cross'")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(f"cannot import {module_name!r} for strategy {spec!r}: {exc}") from exc
+    if not hasattr(module, attribute):
+        raise ConfigError(f"module {module_name!r} has no {attribute!r}")
+    target = getattr(module, attribute)
+    if isinstance(target, CompiledStrategy):
+        return target, params
+    if isinstance(target, type) and issubclass(target, Strategy):
+        try:
+            return target(**params), {}
+        except TypeError as exc:  # a constructor of its own
+            raise ConfigError(f"{spec}({', '.join(f'{k}={v!r}' for k, v in params.items())}): {exc}") from exc
+    if isinstance(target, Strategy):
+        if params:
+            raise ConfigError(f"{spec} is a Strategy instance: it takes no parameters ({sorted(params)})")
+        return target, {}
+    raise ConfigError(f"{spec} is a {type(target).__name__}, not a CompiledStrategy or a Strategy class")
+
+
+def replay_frame(source: str, rows: int | None = None) -> pl.DataFrame:
+    """Bars or trade ticks to replay: a data set name or a Parquet file; the first ``rows``."""
+    path = Path(source)
+    if path.suffix == ".parquet":
+        if not path.is_file():
+            raise ConfigError(f"no Parquet file at {path}")
+        frame = pl.read_parquet(path)
+    else:
+        import warnings
+
+        from ntlab import datasets
+
+        if source not in datasets.names():
+            raise ConfigError(f"{source!r} is neither a data set (see `ntlab data names`) nor a .parquet file")
+        with warnings.catch_warnings():  # the loader's data-quality report is for ingest
+            warnings.simplefilter("ignore")
+            frame = datasets.load(source)
+    return frame if rows is None else frame.head(rows)
+
+
+def run_session(
+    engine: LiveEngine,
+    *,
+    every: float = 1.0,
+    report: Callable[[Snapshot], None] = print,
+    timeout: float | None = None,
+) -> Snapshot:
+    """Start ``engine``, report a snapshot every ``every`` seconds until its feed ends (or
+    ``timeout``), stop it and return the final snapshot. Ctrl-C stops it cleanly."""
+    engine.start()
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while not engine.wait(every):
+            report(engine.snapshot())
+            if deadline is not None and time.monotonic() >= deadline:
+                break
+    except KeyboardInterrupt:
+        pass
+    final = engine.stop()
+    report(final)
+    return final
+
+
+def replay_engine(
+    strategy: str,
+    data: str,
+    *,
+    params: dict[str, Any] | None = None,
+    rows: int | None = None,
+    speed: float | None = None,
+    rate: float | None = None,
+    features: tuple[str, ...] = (),
+    **engine_kwargs: Any,
+) -> LiveEngine:
+    """A :class:`LiveEngine` for ``strategy`` (``module:attribute``) on a replay of ``data``."""
+    chosen, init_params = load_strategy(strategy, dict(params or {}))
+    feed = ReplayFeed(replay_frame(data, rows), speed=speed, rate=rate, features=features)
+    return LiveEngine(chosen, feed, **engine_kwargs, **init_params)
