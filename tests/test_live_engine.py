@@ -78,6 +78,9 @@ def test_compiled_strategy_parity_with_the_backtest_on_es_ticks(es: pl.DataFrame
     assert final.equity == pytest.approx(expected.final_equity, rel=1e-12)
     assert final.counters["fills"] == int((expected.events["event"].is_in(["filled", "partially_filled"])).sum())
     assert final.events == expected.equity.height
+    trades, want = engine.trades(), expected.trades
+    assert trades.height == want.height >= 2
+    assert trades.drop("entry_event", "exit_event").equals(want.select(trades.drop("entry_event", "exit_event").columns))
 
 
 def test_python_strategy_parity_with_the_backtest_on_binance_trades(btc: pl.DataFrame, tmp_path) -> None:
@@ -328,3 +331,35 @@ def test_bad_arguments(es: pl.DataFrame) -> None:
     with pytest.raises(ConfigError, match="start"):
         ReplayFeed(es, start=-1)
     assert "as fast as possible" in repr(ReplayFeed(es))
+
+
+def test_mlp_returns_trades_on_the_returns_a_torch_model_sees(es: pl.DataFrame, tmp_path) -> None:
+    torch = pytest.importorskip("torch", reason="torch is the reference for the exported model")
+    from ntlab.backtest.engine import bar_data
+    from ntlab.models.export import export_mlp
+    from ntlab.models.nets import MLPConfig, build
+    from ntlab.strategy.examples import mlp_returns
+
+    torch.manual_seed(3)
+    net = build(MLPConfig(inputs=8, hidden=(16,), outputs=1)).eval()
+    threshold = 0.05
+    engine = LiveEngine(mlp_returns, ReplayFeed(es), journal_dir=tmp_path, net=export_mlp(net), threshold=threshold, size=1.0)
+    engine.run(timeout=120)
+    orders = engine.events().filter(pl.col("event") == "accepted")
+    # independent reference: the returns with NumPy, the prediction with torch, the rule by hand
+    close = bar_data(es).ohlcv[:, 0, 3]
+    logs = np.log(close)
+    x = np.stack([logs[8:] - logs[8 - 1 - i : len(logs) - 1 - i] for i in range(8)], axis=1) * 1e4
+    with torch.no_grad():
+        pred = net(torch.from_numpy(x.astype(np.float32))).numpy()[:, 0]
+    held, expected = 0.0, []
+    for t, p in enumerate(pred, start=8):  # a market order fills at its event's close
+        if p > threshold and held == 0.0:
+            expected.append((t, 1.0))
+            held = 1.0
+        elif p < -threshold and held > 0.0:
+            expected.append((t, -1.0))
+            held = 0.0
+    got = list(zip(orders["event_number"].to_list(), orders["qty"].to_list(), strict=True))
+    assert len(got) > 20
+    assert got == expected

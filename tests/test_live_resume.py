@@ -20,7 +20,7 @@ from ntlab.execution import ExecutionModel
 from ntlab.execution import orders as o
 from ntlab.live import step as st
 from ntlab.live.engine import LiveEngine
-from ntlab.live.feeds import ReplayFeed
+from ntlab.live.feeds import ReplayFeed, SyntheticFeed
 from ntlab.live.headless import load_strategy, replay_engine, replay_frame, run_session
 from ntlab.live.journal import Journal, read_journal
 from ntlab.live.recovery import recover
@@ -195,3 +195,23 @@ def test_cli_live_run_exits_1_when_the_strategy_fails(tmp_path: Path, monkeypatc
     monkeypatch.setattr("ntlab.strategy.examples.Crashes", Crashes, raising=False)
     result = CliRunner().invoke(main, ["live", "run", "ntlab.strategy.examples:Crashes", "-d", "es_ticks", "--rows", "2000", "--journal", str(tmp_path)])
     assert result.exit_code == 1 and "boom at event 10" in result.output
+
+
+def test_synthetic_feed_is_a_reproducible_random_walk_made_batch_by_batch() -> None:
+    feed, again = SyntheticFeed(1_000, seed=4), SyntheticFeed(1_000, seed=4)
+    feed.open()
+    parts = [feed.next_batch(300) for _ in range(4)]
+    assert [len(p) for p in parts] == [300, 300, 300, 100] and feed.next_batch(300) is None
+    close = np.concatenate([p.ohlcv[:, 0, 3] for p in parts])
+    steps = np.round(np.diff(np.concatenate([[100.0], close])) / 0.01)
+    assert set(np.unique(steps)) <= {-1.0, 0.0, 1.0}
+    ts = np.concatenate([p.ts for p in parts])
+    assert np.all(np.diff(ts) == 1_000_000)
+    np.testing.assert_array_equal(again.next_batch(1_000).ohlcv[:, 0, 3], close)
+    again.seek(990)
+    assert len(again.next_batch(100)) == 10 and len(again) == 1_000
+    with pytest.raises(ConfigError, match="cannot continue at event 1001"):
+        again.seek(1_001)
+    with pytest.raises(ConfigError, match="events must be an int >= 0"):
+        SyntheticFeed(-5)
+    assert repr(again) == "SyntheticFeed(1,000 events, at 1,000, seed 4)"

@@ -137,6 +137,7 @@ class Ctx(structref.StructRefProxy):
 
 
 structref.define_proxy(Ctx, CtxType, list(_FIELDS))
+_2D = ("bar", "features", "orders", "requests", "events", "trades", "open_trade", "equity")
 
 if numba.config.DISABLE_JIT:  # the "compiled" functions run as Python: plain attributes
 
@@ -160,7 +161,7 @@ def new_ctx(
     capacity: int = 4096,
 ) -> Ctx:
     """A fresh context: flat books, ``cash`` in the account, logs with room for ``capacity`` rows."""
-    return Ctx(
+    return _new_ctx(
         np.zeros(2, dtype=np.int64),
         np.full((n_assets, 5), np.nan),
         np.full(n_assets, np.nan),
@@ -184,6 +185,25 @@ def new_ctx(
         np.zeros(2),
         np.asarray(params, dtype=np.float64),
     )
+
+
+if numba.config.DISABLE_JIT:
+    _new_ctx = Ctx
+else:
+    _F2, _I1 = types.float64[:, ::1], types.int64[::1]
+    _CTX_TYPE = CtxType([(name, _I1 if name.startswith("n_") or name in ("clock", "next_id") else _F2 if name in _2D else types.float64[::1])
+                         for name in _FIELDS])  # fmt: skip
+
+    @njit(cache=True)
+    def _new_ctx(clock, bar, mark, features, position, avg_price, realised, cash, orders, n_orders, requests, n_requests,
+                 next_id, events, n_events, trades, n_trades, open_trade, equity, volume_left, flows, params):  # fmt: skip
+        """Build the structure in compiled code: cached, so a process does not compile a constructor."""
+        c = structref.new(_CTX_TYPE)
+        c.clock, c.bar, c.mark, c.features, c.position, c.avg_price = clock, bar, mark, features, position, avg_price
+        c.realised, c.cash, c.orders, c.n_orders, c.requests, c.n_requests = realised, cash, orders, n_orders, requests, n_requests
+        c.next_id, c.events, c.n_events, c.trades, c.n_trades, c.open_trade = next_id, events, n_events, trades, n_trades, open_trade
+        c.equity, c.volume_left, c.flows, c.params = equity, volume_left, flows, params
+        return c
 
 
 @njit(**_KW)

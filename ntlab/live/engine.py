@@ -116,6 +116,7 @@ class Snapshot:
 
 
 _LOOPS: dict[Any, Any] = {}
+_KEPT_TRADES = 16_384  # round trips kept for trades()
 
 
 def _compiled_loop(on_bar: Any) -> Any:
@@ -270,7 +271,8 @@ class LiveEngine:
         self._last_ts = 0
         self._busy_ns = 0
         self._history: collections.deque = collections.deque(maxlen=100_000)
-        self._trades: collections.deque = collections.deque(maxlen=100_000)
+        self._trades = np.zeros((_KEPT_TRADES, b.T_WIDTH))  # a ring of the last round trips
+        self._n_trades = 0
         self._previous_model: tuple[np.ndarray, ...] | None = None
         self._pending_fills = np.zeros((0, o.E_WIDTH))
         self._done = threading.Event()
@@ -463,7 +465,9 @@ class LiveEngine:
         a = self._ctx_arrays
         n = int(a["n_trades"][0])
         if n:
-            self._trades.extend(a["trades"][:n].copy())
+            rows = (self._n_trades + np.arange(n)) % _KEPT_TRADES
+            self._trades[rows] = a["trades"][:n]
+            self._n_trades += n
             a["n_trades"][0] = 0
 
     # -- commands --------------------------------------------------------------------------------
@@ -689,6 +693,22 @@ class LiveEngine:
             "price": e[:, o.E_PRICE],
             "fee": e[:, o.E_FEE],
             "tag": e[:, o.E_TAG],
+        })
+
+    def trades(self) -> pl.DataFrame:
+        """Closed round trips (flat to flat), oldest first: the last 16,384 of them."""
+        n = min(self._n_trades, _KEPT_TRADES)
+        t = self._trades[(self._n_trades - n + np.arange(n)) % _KEPT_TRADES]
+        return pl.DataFrame({
+            "symbol": pl.Series([self.symbols[int(a)] for a in t[:, b.T_ASSET]], dtype=pl.Utf8),
+            "side": pl.Series(["long" if s > 0 else "short" for s in t[:, b.T_SIDE]], dtype=pl.Utf8),
+            "qty": t[:, b.T_QTY],
+            "entry_event": t[:, b.T_ENTRY_BAR].astype(np.int64),
+            "exit_event": t[:, b.T_EXIT_BAR].astype(np.int64),
+            "entry_price": t[:, b.T_ENTRY_PRICE],
+            "exit_price": t[:, b.T_EXIT_PRICE],
+            "fees": t[:, b.T_FEES],
+            "pnl": t[:, b.T_PNL],
         })
 
     def __repr__(self) -> str:

@@ -178,7 +178,7 @@ class SyntheticFeed(Feed):
         self.events, self.tick, self.step_ns, self.seed, self.price0 = events, tick, step_ns, seed, price
         self.position = 0
         self._rng = np.random.default_rng(seed)
-        self._last = price
+        self._ticks = 0.0
         self._t0 = 1_704_067_200_000_000_000  # 2024-01-01T00:00:00Z
 
     def seek(self, event: int) -> None:
@@ -191,12 +191,14 @@ class SyntheticFeed(Feed):
         k = min(max_events, self.events - self.position)
         if k <= 0:
             return None
-        moves = self._rng.integers(-1, 2, size=k)
-        prices = self._last + np.cumsum(moves) * self.tick
-        self._last = float(prices[-1])
+        u = self._rng.random((k, 2))  # one 64-bit draw per number: the walk does not depend on the batches
+        moves = np.floor(u[:, 0] * 3.0) - 1.0
+        ticks = self._ticks + np.cumsum(moves)  # whole ticks from the start price: exact in float64
+        self._ticks = float(ticks[-1])
+        prices = self.price0 + ticks * self.tick
         ohlcv = np.empty((k, 1, 5))
         ohlcv[:, 0, :4] = prices[:, None]
-        ohlcv[:, 0, 4] = self._rng.integers(1, 11, size=k)
+        ohlcv[:, 0, 4] = np.floor(u[:, 1] * 10.0) + 1.0
         ts = self._t0 + (self.position + np.arange(k, dtype=np.int64)) * self.step_ns
         self.position += k
         return Batch(ts, ohlcv, np.empty((k, 1, 0)))
