@@ -8,7 +8,7 @@ export JUPYTER_CONFIG_DIR   := $(CURDIR)/.jupyter/config
 export JUPYTER_DATA_DIR     := $(CURDIR)/.jupyter/data
 export JUPYTER_RUNTIME_DIR  := $(CURDIR)/.jupyter/runtime
 
-.PHONY: demo test bench clean system
+.PHONY: demo test bench soak clean system
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,11 @@ test: $(STAMP) system
 bench: $(STAMP)
 	$(VENV)/bin/ntlab bench data --json out/bench/data.json
 	$(VENV)/bin/ntlab bench kernels --json out/bench/kernels.json
+	$(VENV)/bin/ntlab bench live_latency --json out/bench/live_latency.json
+
+# Soak: the live crash test with 100 SIGKILLs instead of the suite's 20 (about 3 minutes).
+soak: $(STAMP)
+	NTLAB_CRASH_KILLS=100 $(PY) -m pytest -q -s tests/test_live_crash.py
 
 clean:
 	rm -rf $(VENV) out catalog .coverage .jupyter .pytest_cache .hypothesis

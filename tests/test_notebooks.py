@@ -20,12 +20,14 @@ RUNNABLE = [
     "notebooks/03_backtest.ipynb",
     "notebooks/04_models.ipynb",
     "notebooks/05_portfolio.ipynb",
+    "notebooks/06_live_paper.ipynb",
     "templates/demo.ipynb",
     "bench_notebooks/data.ipynb",
     "bench_notebooks/kernels.ipynb",
     "bench_notebooks/backtest_peers.ipynb",
     "bench_notebooks/inference.ipynb",
     "bench_notebooks/portfolio.ipynb",
+    "bench_notebooks/live_latency.ipynb",
 ]
 
 
@@ -171,6 +173,23 @@ def test_portfolio_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     assert (tmp_path / "05" / "max_sharpe_rebalance.html").is_file()
 
 
+def test_live_paper_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    # 16,432 events at 1,500/s: an 11 s replay, longer than the live steps take (they stop it early)
+    params = {"rows": 60_000, "rate": 1_500.0, "poll_s": 1.0, "out_dir": str(tmp_path / "06")}
+    result = run_notebook(repo / "notebooks/06_live_paper.ipynb", out_dir=tmp_path, cwd=repo, parameters=params)
+    text = _outputs(result.notebook)
+    assert "16,432 events, 2,271 fills, 1,135 round trips" in text  # the backtest
+    assert "Snapshot('es-paper' running/active" in text and "tick-to-order p50" in text
+    assert "after flatten: position 0" in text and "trading state 'reducing'" in text
+    assert "orders sent since the change: 0" in text and "'risk: order quantity above max_order_qty'" in text
+    assert "final status 'stopped'" in text
+    assert "live fills == backtest fills: True (2,271 fills)" in text
+    assert "Recovery(cash" in text and "torn: none" in text and "resumed at event" in text
+    assert _images(result.notebook) == 1  # live fills on the price, P&L per snapshot
+    (session,) = (tmp_path / "06").iterdir()
+    assert (session / "es-paper" / "journal").is_dir() and (session / "parity" / "venue").is_dir()
+
+
 def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.chdir(repo)
     out = tmp_path / "portfolio.json"
@@ -180,3 +199,20 @@ def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, 
     doc = json.loads(out.read_text())
     assert set(doc["metrics"]) == {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s", "rebalance_max_sharpe_8_s"}
     assert all(m["value"] > 0 and m["better"] == "lower" for m in doc["metrics"].values())
+
+
+def test_live_latency_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "live_latency.json"
+    small = ["-p", "repeat", "1", "-p", "rss_first", "20000", "-p", "rss_events", "60000", "-p", "cell_runs", "3"]
+    result = CliRunner().invoke(main, ["bench", "live_latency", "--json", str(out), *small])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc["metrics"]) == {
+        "tick_to_order_p50_us", "tick_to_order_p99_us", "tick_to_order_p999_us", "events_per_s",
+        "live_vs_backtest_events_per_s", "headless_rss_mb", "rss_growth_10m_mb", "notebook_cell_ms",
+    }  # fmt: skip
+    m = {k: v["value"] for k, v in doc["metrics"].items()}
+    assert 0 < m["tick_to_order_p50_us"] <= m["tick_to_order_p99_us"] <= m["tick_to_order_p999_us"]
+    assert m["events_per_s"] > 0 and m["headless_rss_mb"] > 50 and m["notebook_cell_ms"] > 0
+    assert "live fills == backtest fills" in _outputs(tmp_path / "live_latency.ipynb")

@@ -229,7 +229,7 @@ def grown(ctx: Ctx) -> Ctx:
     fields = arrays(ctx)
     fields["events"] = double(fields["events"])
     fields["trades"] = double(fields["trades"])
-    return Ctx(*(fields[name] for name in _FIELDS))
+    return _new_ctx(*(fields[name] for name in _FIELDS))
 
 
 @njit(**_KW)

@@ -264,6 +264,9 @@ class LiveEngine:
             self.journal = Journal(self.journal_dir / "journal")
             self.venue_record = Journal(self.journal_dir / "venue")
         self._io = self._make_io()
+        if self._state is not None:  # compile the loop now, in the caller's thread: start() is instant
+            n, f = len(self.symbols), len(feed.feature_names)
+            self._loop(self._ctx, self._state, np.zeros(0, np.int64), np.zeros((0, n, 5)), np.zeros((0, n, f)), np.zeros(0, np.int64), self._t, self._io, False)
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._status = "created"
@@ -652,7 +655,7 @@ class LiveEngine:
         )
         counters = dict(zip(st.COUNTER_NAMES, (int(x) for x in self._counters), strict=True))
         reasons = o.REJECT_REASONS[o.R_RISK_ORDER_SIZE :]
-        risk = {text: int(self._risk_counters[rk.N_BY_REASON + i]) for i, text in enumerate(reasons)}
+        risk = {text: int(n) for i, text in enumerate(reasons) if (n := self._risk_counters[rk.N_BY_REASON + i])}
         lat = self.latency.percentiles((50, 99, 99.9))
         latency = {"p50": lat[50] / 1e3, "p99": lat[99] / 1e3, "p99.9": lat[99.9] / 1e3, "count": self.latency.count} if self.latency.count else {}
         seconds = self._busy_ns / 1e9

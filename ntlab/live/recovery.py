@@ -62,6 +62,7 @@ class Recovery:
         held = int((self.position != 0).sum())
         return (
             f"Recovery(cash {self.cash:,.2f}, {held} position(s), {len(self.open_orders)} open order(s), "
+            f"trading {('active', 'reducing', 'halted')[self.trading_state]}, "
             f"next event {self.next_event:,}, {self.appended} venue event(s) re-appended, "
             f"{len(self.unacknowledged)} intent(s) never reached the venue, torn: {self.torn or 'none'})"
         )
