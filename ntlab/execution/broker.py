@@ -584,6 +584,9 @@ def _accept_nb(ctx: Ctx, req: np.ndarray, t: int) -> None:
     parent = req[o.O_PARENT]
     if reason == o.R_NONE and parent >= 0.0 and _find_nb(ctx, parent) < 0:
         reason = o.R_PARENT
+    remote = ctx.params[o.P_REMOTE] != 0.0
+    if reason == o.R_NONE and remote and (req[o.O_TYPE] > o.LIMIT or parent >= 0.0 or req[o.O_GROUP] >= 0.0):
+        reason = o.R_REMOTE_TYPE
     if reason != o.R_NONE:
         _order_event_nb(ctx, req, o.REJECTED, reason)
         return
@@ -597,7 +600,7 @@ def _accept_nb(ctx: Ctx, req: np.ndarray, t: int) -> None:
     row[o.O_BAR] = ctx.clock[C_BAR]
     latency = ctx.params[o.P_LATENCY]
     now = row[o.O_TYPE] == o.MARKET and ctx.params[o.P_FILL_ON] == 0.0 and latency == 0.0
-    row[o.O_ACTIVE] = INACTIVE if parent >= 0.0 else (t if now else t + max(1.0, latency))
+    row[o.O_ACTIVE] = INACTIVE if parent >= 0.0 or remote else (t if now else t + max(1.0, latency))
     ctx.n_orders[0] = k + 1
     _order_event_nb(ctx, row, o.ACCEPTED, o.R_NONE)
 
@@ -659,3 +662,36 @@ def _fill_at_close_nb(ctx: Ctx, t: int) -> None:
             else:  # no bar for this asset now: the order waits for its next bar's open
                 row[o.O_ACTIVE] = t + 1
     _compact_nb(ctx)
+
+
+# ---------------------------------------------------------------------------------------------
+# Remote venue: its reports change the books (orders of a P_REMOTE context never fill locally)
+
+
+@njit(**_KW)
+def remote_report_nb(ctx: Ctx, kind: int, order_id: float, asset: int, qty: float, price: float, fee: float) -> bool:
+    """Apply one report of a remote venue: a fill (``qty`` signed) of ``order_id``, or its
+    ``CANCELLED`` / ``REJECTED``. A fill of an order no longer open here (cancelled locally by
+    the kill switch before the venue filled it) still books the position. Returns whether the
+    order was open here."""
+    i = _find_nb(ctx, order_id)
+    if kind == o.FILLED or kind == o.PARTIALLY_FILLED:
+        tag = 0.0
+        if i >= 0:
+            row = ctx.orders[i]
+            tag = row[o.O_TAG]
+            row[o.O_QTY] -= qty
+            row[o.O_FILLED] += qty
+            row[o.O_NOTIONAL] += abs(qty) * price
+            if kind == o.FILLED:
+                row[o.O_KIND] = DEAD
+        _account_nb(ctx, asset, qty, price, fee)
+        _event_nb(ctx, order_id, kind, o.R_NONE, float(asset), qty, price, fee, tag)
+    elif i >= 0 and kind == o.CANCELLED:
+        _cancel_row_nb(ctx, i, o.R_NONE)
+    elif i >= 0 and kind == o.REJECTED:
+        row = ctx.orders[i]
+        row[o.O_KIND] = DEAD
+        _order_event_nb(ctx, row, o.REJECTED, o.R_VENUE)
+    _compact_nb(ctx)
+    return i >= 0

@@ -97,6 +97,10 @@ R_RISK_DRAWDOWN = 19
 R_RISK_REDUCING = 20
 R_RISK_HALTED = 21
 R_RISK_NO_PRICE = 22
+R_RISK_LAST = R_RISK_NO_PRICE
+# remote venue (ntlab.live.venue_client)
+R_VENUE = 23
+R_REMOTE_TYPE = 24
 REJECT_REASONS = (
     "",
     "quantity must be finite and non-zero",
@@ -121,6 +125,8 @@ REJECT_REASONS = (
     "risk: reduce-only: the order must reduce its asset's position without flipping it",
     "risk: trading halted (kill switch or set_state): only cancels are allowed",
     "risk: no last price for the asset to check the price limits against",
+    "rejected by the venue (its reason is in the venue's report)",
+    "the remote venue takes market and limit orders only (no stop, one-cancels-other or parent orders)",
 )
 
 # Execution-model parameters as a float64 array (P_*), read by the Numba code.
@@ -132,7 +138,8 @@ P_VOLUME_LIMIT = 4  # fraction of a bar's volume an asset's fills may take (0: n
 P_ALLOW_SHORT = 5
 P_MAX_LEVERAGE = 6  # 0: no limit
 P_LATENCY = 7  # bars between a decision and the first bar its order may fill at
-P_WIDTH = 8
+P_REMOTE = 8  # 1: orders go to a remote venue (set by the live engine): nothing fills locally
+P_WIDTH = 9
 
 
 @dataclass(frozen=True, kw_only=True)

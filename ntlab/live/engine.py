@@ -43,6 +43,7 @@ from ntlab.live.journal import Journal, read_journal
 from ntlab.live.latency import LatencyHistogram
 from ntlab.live.recovery import Recovery, recover
 from ntlab.live.ring import Ring
+from ntlab.live.venue_client import RemoteVenue, VenueLink
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Fill, Strategy
 
@@ -80,6 +81,8 @@ class Snapshot:
     queues: dict[str, int]
     journal: dict[str, Any]
     error: str | None = None
+    alarms: tuple[str, ...] = ()
+    connections: dict[str, Any] = field(default_factory=dict)
     taken_at: dt.datetime = field(default_factory=lambda: dt.datetime.now(dt.UTC))
 
     @property
@@ -108,6 +111,10 @@ class Snapshot:
             ("risk rejects", ", ".join(f"{html.escape(k)}: {v}" for k, v in self.risk_rejects.items() if v) or "none"),
             ("journal", html.escape(str(self.journal))),
         ]
+        if self.alarms:
+            rows.append(("alarms", "<br>".join(f"<b style='color:#c33'>{html.escape(a)}</b>" for a in self.alarms[-5:])))
+        for key, value in self.connections.items():
+            rows.append((key, html.escape(", ".join(f"{k} {v}" for k, v in value.items()))))
         if self.error:
             rows.append(("error", f"<pre style='color:#c33'>{html.escape(self.error[-2000:])}</pre>"))
         table = "".join(f"<tr><th style='text-align:left'>{k}</th><td style='text-align:left'>{v}</td></tr>" for k, v in rows)
@@ -181,6 +188,10 @@ class LiveEngine:
         The paper venue's fill rules (the backtest's :class:`ExecutionModel`).
     risk
         Pre-trade limits (:class:`~ntlab.live.risk.RiskLimits`); none by default.
+    venue
+        A :class:`~ntlab.live.venue_client.RemoteVenue`: orders go over a WebSocket to a venue
+        server (``ntlab venue serve``) and the books change on its reports; None: the in-process
+        paper venue (``model``'s fill rules). A remote venue takes market and limit orders.
     journal_dir
         Folder of the journal (``journal/``) and of the paper venue's record (``venue/``);
         a new temporary folder when None.
@@ -208,6 +219,7 @@ class LiveEngine:
         cash: float = 1_000_000.0,
         model: ExecutionModel | None = None,
         risk: rk.RiskLimits | None = None,
+        venue: RemoteVenue | None = None,
         journal_dir: str | Path | None = None,
         name: str = "engine",
         batch: int = 256,
@@ -231,7 +243,12 @@ class LiveEngine:
         self.batch = batch
         self.symbols = list(feed.symbols)
         n = len(self.symbols)
-        self._ctx = b.new_ctx(n, equity_rows, self.model.params(), cash=cash, n_features=len(feed.feature_names), max_open_orders=self.model.max_open_orders)
+        if venue is not None and not isinstance(venue, RemoteVenue):
+            raise ConfigError(f"venue must be a ntlab.live.venue_client.RemoteVenue (or None for the in-process paper venue), got {type(venue).__name__}")
+        self.venue = venue
+        model_params = self.model.params()
+        model_params[o.P_REMOTE] = venue is not None
+        self._ctx = b.new_ctx(n, equity_rows, model_params, cash=cash, n_features=len(feed.feature_names), max_open_orders=self.model.max_open_orders)
         if isinstance(strategy, CompiledStrategy):
             self._state = strategy.state(params)
             self._loop = _compiled_loop(strategy.on_bar)
@@ -252,6 +269,11 @@ class LiveEngine:
         self._risk_counters = np.zeros(rk.N_WIDTH, dtype=np.int64)
         self._counters = np.zeros(st.N_WIDTH, dtype=np.int64)
         self._payload = np.zeros(16)
+        self._outbox = np.zeros((64 * self._ctx_arrays["requests"].shape[0], st.X_WIDTH))
+        self._outbox_count = np.zeros(1, dtype=np.int64)
+        self._link = VenueLink(venue) if venue is not None else None
+        self._asset_of = {s: i for i, s in enumerate(self.symbols)}
+        self._alarms: list[str] = []
         if resume:
             self._resume()
         else:
@@ -306,6 +328,12 @@ class LiveEngine:
         self.feed.seek(rec.next_event)
         self._t = rec.next_event
         self.recovery = rec
+        if self._link is not None:  # the venue re-sends what came after the last report booked; orders still open are sent again (deduped by cid)
+            jr = read_journal(mine)
+            venue_rows = jr.payload[jr.kinds == st.K_VENUE]
+            self._link.last_seq = int(venue_rows[:, st.V_SEQ].max()) if venue_rows.shape[0] else 0
+            for row in rec.open_orders:
+                self._send_new(row[o.O_ID], row[o.O_ASSET], row[o.O_QTY], row[o.O_TYPE], row[o.O_LIMIT], rec.next_event - 1)
         self.journal = Journal.open(self.journal_dir / "journal")
         self.venue_record = Journal.open(self.journal_dir / "venue")
 
@@ -315,7 +343,7 @@ class LiveEngine:
         (hist,) = self.latency.arrays()
         data, control = self.ring.arrays()
         return (self._risk_params, self._risk_state, self._risk_counters, jw, jf, js, vw, vf, vs, hist, data, control,
-                self._counters, self._payload)  # fmt: skip
+                self._counters, self._payload, self._outbox, self._outbox_count)  # fmt: skip
 
     def _roll_journals(self) -> None:
         worst = b.worst_case_nb(self._ctx) + self._ctx_arrays["requests"].shape[0]
@@ -379,7 +407,10 @@ class LiveEngine:
 
     # -- the thread ------------------------------------------------------------------------------
     def _run(self) -> None:
+        link = self._link
         try:
+            if link is not None:
+                link.connect()
             self.feed.open()
             if isinstance(self.strategy, Strategy):
                 self.strategy.on_start(self._view)
@@ -387,20 +418,28 @@ class LiveEngine:
                 self._apply_commands()
                 if self._status not in ("running", "paused"):
                     break
+                if link is not None:
+                    self._venue_poll()
                 got = self.feed.next_batch(self.batch)
+                if self.feed.new_alarms:
+                    self._feed_alarms()
                 if got is None:
                     self._status = "finished"
                     break
                 if isinstance(got, Batch):
                     self._process(got)
-                else:  # nothing due yet: wait for it, or for a command
+                elif got > 0:  # nothing due yet: wait for it, or for a command
                     self._apply_commands(block=min(max(float(got), 1e-4), 0.05))
+            if link is not None:
+                self._venue_settle()
             if isinstance(self.strategy, Strategy) and self._status != "failed":
                 self.strategy.on_stop(self._view)
         except Exception:  # noqa: BLE001  # strategy code (or a feed) raised: halt trading, keep the engine inspectable
             self._fail(traceback.format_exc())
         finally:
             self._apply_commands()
+            if link is not None:
+                link.close()
             self.feed.close()
             self.journal.sync()
             self.venue_record.sync()
@@ -411,7 +450,88 @@ class LiveEngine:
     def _fail(self, text: str) -> None:
         self._error = text
         self._status = "failed"
+        self._kill()
+
+    def _kill(self) -> None:
+        a = self._ctx_arrays
+        open_ids = [r[o.O_ID] for r in a["orders"][: a["n_orders"][0]] if r[o.O_KIND] != b.DEAD]
         _kill_nb(self._ctx, self._risk_state, self._io)
+        if self._link is not None:  # cancelled here at once; the venue is asked too (a fill on its way still books)
+            for oid in open_ids:
+                self._link.send_cancel(self._cid(oid))
+
+    def _alarm(self, text: str, *, halt: bool) -> None:
+        stamp = dt.datetime.now(dt.UTC).strftime("%H:%M:%S")
+        self._alarms.append(f"{stamp} {text}" + (" - trading HALTED" if halt else ""))
+        del self._alarms[:-100]
+        if halt and int(self._risk_state[rk.S_STATE]) != rk.HALTED:
+            self._set_state(rk.HALTED)
+
+    def _feed_alarms(self) -> None:
+        for text, halt in self.feed.new_alarms:
+            self._alarm(f"feed: {text}", halt=halt)
+        self.feed.new_alarms.clear()
+
+    # -- remote venue --------------------------------------------------------------------------------
+    def _cid(self, order_id: float) -> str:
+        return f"{self.name}-{int(order_id)}"
+
+    def _send_new(self, order_id: float, asset: float, qty: float, typ: float, limit: float, event: float) -> None:
+        assert self._link is not None
+        limit_order = int(typ) == o.LIMIT
+        self._link.send_new(self._cid(order_id), self.symbols[int(asset)], float(qty), "limit" if limit_order else "market",
+                            float(limit) if limit_order else None, self.feed.event_ref(int(event)))  # fmt: skip
+
+    def _venue_send(self) -> None:
+        """Send the outbox (orders decided in the last compiled call) over the venue's socket."""
+        rows = self._outbox[: self._outbox_count[0]]
+        for x in rows:
+            if x[st.X_KIND] == o.RQ_NEW:
+                self._send_new(x[st.X_ORDER], x[st.X_ASSET], x[st.X_QTY], x[st.X_TYPE], x[st.X_LIMIT], x[st.X_EVENT])
+            else:
+                self._link.send_cancel(self._cid(x[st.X_ORDER]))  # type: ignore[union-attr]
+        self._outbox_count[0] = 0
+
+    def _venue_poll(self, wait: float = 0.0) -> None:
+        """Book the venue's reports (each journalled with its sequence number) and reconcile."""
+        link = self._link
+        assert link is not None
+        for r in link.poll(wait):
+            status = r["status"]
+            if status not in ("rejected", "partially_filled", "filled", "cancelled"):
+                continue
+            prefix, _, number = str(r.get("cid", "")).rpartition("-")
+            asset = self._asset_of.get(r.get("symbol"), -1)
+            if prefix != self.name or not number.isdigit() or asset < 0:
+                link.stats["foreign_reports"] += 1  # another engine's order on this account: not ours to book
+                continue
+            kind = {"rejected": o.REJECTED, "partially_filled": o.PARTIALLY_FILLED, "filled": o.FILLED, "cancelled": o.CANCELLED}[status]
+            sign = 1.0 if r.get("side") == "buy" else -1.0
+            qty = sign * float(r.get("fill_qty") or 0.0)
+            price = float(r["fill_price"]) if r.get("fill_price") is not None else np.nan
+            if not st.room_nb(self._ctx, self._io):
+                self._roll_journals()
+            st.remote_nb(self._ctx, self._io, kind, float(number), asset, qty, price, float(r.get("fee") or 0.0), float(r["seq"]))
+        if link.fatal and link.fatal not in "".join(self._alarms):
+            self._alarm(f"venue: {link.fatal}", halt=True)
+        reply = link.positions_reply
+        if reply is not None and reply.get("last_seq") == link.last_seq:
+            link.positions_reply = None
+            theirs = reply.get("positions") or {}
+            mine = self._ctx_arrays["position"]
+            wrong = [f"{s}: engine {mine[i]:g}, venue {float(theirs.get(s, 0.0)):g}" for s, i in self._asset_of.items()
+                     if abs(mine[i] - float(theirs.get(s, 0.0))) > 1e-9 * max(1.0, abs(mine[i]))]  # fmt: skip
+            if wrong:
+                self._alarm("positions differ from the venue's (" + "; ".join(wrong) + ")", halt=True)
+
+    def _venue_settle(self) -> None:
+        """At the end of the feed: wait (bounded) for the answers to orders still in flight."""
+        link = self._link
+        assert link is not None
+        deadline = time.monotonic() + link.config.settle_timeout
+        while (link.in_flight or not link.connected) and time.monotonic() < deadline and not link.fatal:
+            self._venue_poll(wait=0.01)
+            self._apply_commands()
 
     def _process(self, batch: Batch) -> None:
         start = time.perf_counter_ns()
@@ -426,7 +546,9 @@ class LiveEngine:
             self._t += done
             k += done
             self._collect()
-            if k < n:
+            if self._outbox_count[0]:
+                self._venue_send()
+            if k < n and not st.room_nb(self._ctx, self._io):
                 self._roll_journals()
         self._payload[0] = self._t
         self.journal.append(st.K_PROGRESS, self._payload[:1])  # a restart continues after this batch
@@ -540,7 +662,7 @@ class LiveEngine:
             self._set_state(rk.REDUCING)
             _flatten_nb(self._ctx, asset)
         elif name == "kill":
-            _kill_nb(self._ctx, self._risk_state, self._io)
+            self._kill()
         elif name == "trading_state":
             self._set_state(args[0])
         elif name == "limits":
@@ -654,7 +776,7 @@ class LiveEngine:
             schema={"order_id": pl.Int64, "symbol": pl.Utf8, "qty": pl.Float64, "type": pl.Utf8, "limit": pl.Float64, "stop": pl.Float64},
         )
         counters = dict(zip(st.COUNTER_NAMES, (int(x) for x in self._counters), strict=True))
-        reasons = o.REJECT_REASONS[o.R_RISK_ORDER_SIZE :]
+        reasons = o.REJECT_REASONS[o.R_RISK_ORDER_SIZE : o.R_RISK_LAST + 1]
         risk = {text: int(n) for i, text in enumerate(reasons) if (n := self._risk_counters[rk.N_BY_REASON + i])}
         lat = self.latency.percentiles((50, 99, 99.9))
         latency = {"p50": lat[50] / 1e3, "p99": lat[99] / 1e3, "p99.9": lat[99.9] / 1e3, "count": self.latency.count} if self.latency.count else {}
@@ -677,7 +799,19 @@ class LiveEngine:
             queues={"commands": self._commands.qsize(), "event_ring": len(self.ring)},
             journal={"dir": str(self.journal_dir), "records": self.journal.next_seq - 1, "durable": self.journal.durable_seq},
             error=self._error,
+            alarms=tuple(self._alarms),
+            connections=self._connections(),
         )
+
+    def _connections(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        feed_stats = self.feed.stats()
+        if feed_stats:
+            out["feed"] = feed_stats
+        if self._link is not None:
+            out["venue"] = {"connected": self._link.connected, "last_seq": self._link.last_seq, "in_flight": self._link.in_flight,
+                            **{k: v for k, v in self._link.stats.items() if v}}  # fmt: skip
+        return out
 
     def events(self) -> pl.DataFrame:
         """Order events so far (the event ring's rows, read now; at most the last 100,000)."""

@@ -56,6 +56,16 @@ class Feed(abc.ABC):
     symbols: list[str]
     feature_names: list[str]
     first_event = 0  # the number the engine gives the feed's first event
+    new_alarms: list[tuple[str, bool]] = []  # (text, halt trading?) raised since the engine last looked; live feeds own a list
+
+    def event_ref(self, event: int) -> object:
+        """A JSON value naming the market-data message behind event ``event`` (sent with the
+        orders it caused, to measure wire-to-order latency); None when the feed has none."""
+        return None
+
+    def stats(self) -> dict[str, object]:
+        """Connection counters for snapshots (live feeds); empty for replays."""
+        return {}
 
     def seek(self, event: int) -> None:
         """Continue at event number ``event`` (a restarted engine calls it with the first event it

@@ -1,6 +1,7 @@
 """Headless live sessions: what ``ntlab live run`` does, callable from a script.
 
-A strategy is named as ``module:attribute``: a :class:`~ntlab.strategy.CompiledStrategy`
+Sessions run on a replay of recorded data (:func:`replay_engine`) or on a WebSocket market-data
+feed with orders to a venue server (:func:`ws_engine`). A strategy is named as ``module:attribute``: a :class:`~ntlab.strategy.CompiledStrategy`
 (parameters go to its ``init``) or a :class:`~ntlab.strategy.Strategy` class (parameters go to
 its constructor). Replay data is a data set name (``ntlab data names``) or a Parquet file of
 bars or trade ticks.
@@ -21,7 +22,7 @@ from ntlab.live.engine import LiveEngine, Snapshot
 from ntlab.live.feeds import ReplayFeed
 from ntlab.strategy.base import CompiledStrategy, Strategy
 
-__all__ = ["load_strategy", "replay_engine", "replay_frame", "run_session"]
+__all__ = ["load_strategy", "replay_engine", "replay_frame", "run_session", "ws_engine"]
 
 
 def load_strategy(spec: str, params: dict[str, Any]) -> tuple[CompiledStrategy | Strategy, dict[str, Any]]:
@@ -112,3 +113,27 @@ def replay_engine(
     chosen, init_params = load_strategy(strategy, dict(params or {}))
     feed = ReplayFeed(replay_frame(data, rows), speed=speed, rate=rate, features=features)
     return LiveEngine(chosen, feed, **engine_kwargs, **init_params)
+
+
+def ws_engine(
+    strategy: str,
+    url: str,
+    streams: list[str],
+    *,
+    params: dict[str, Any] | None = None,
+    market: str = "spot",
+    venue: str | None = None,
+    account: str = "paper",
+    end_after_idle: float | None = None,
+    **engine_kwargs: Any,
+) -> LiveEngine:
+    """A :class:`LiveEngine` for ``strategy`` on a :class:`~ntlab.live.ws_feed.BinanceFeed` of
+    ``streams`` at ``url``, sending its orders to the venue server at ``venue`` (None: the
+    in-process paper venue)."""
+    from ntlab.live.venue_client import RemoteVenue
+    from ntlab.live.ws_feed import BinanceFeed
+
+    chosen, init_params = load_strategy(strategy, dict(params or {}))
+    feed = BinanceFeed(url, streams, market=market, end_after_idle=end_after_idle)  # type: ignore[arg-type]
+    remote = RemoteVenue(url=venue, account=account) if venue else None
+    return LiveEngine(chosen, feed, venue=remote, **engine_kwargs, **init_params)

@@ -16,9 +16,16 @@ For event ``t`` (a bar, or a trade as a one-trade bar), exactly as in the event-
 The broker is the paper venue's matching engine and the engine's books at once (one process):
 "before it takes effect" means before the step returns, i.e. before anything can observe it.
 
-The I/O arrays travel as one tuple ``io`` (see :func:`io_tuple`):
+With a remote venue (``ctx.params[P_REMOTE] == 1``, :mod:`ntlab.live.venue_client`) nothing
+fills locally: step 3 accepts the requests into the books as *sent* orders and writes them, and
+the cancels of open orders, to the **outbox** (``X_*`` rows) that the engine's thread sends over
+the socket after the compiled call; the venue's reports come back through :func:`remote_nb`,
+which books them and journals each with the venue's sequence number (payload word ``V_SEQ``).
+
+The I/O arrays travel as one tuple ``io``:
 ``(risk_params, risk_state, risk_counters, journal_words, journal_fwords, journal_state,
-venue_words, venue_fwords, venue_state, latency_hist, ring_data, ring_control, counters, payload)``.
+venue_words, venue_fwords, venue_state, latency_hist, ring_data, ring_control, counters, payload,
+outbox, outbox_count)``.
 """
 
 from __future__ import annotations
@@ -73,6 +80,17 @@ COUNTER_NAMES = (
 
 RISK_FIRST = o.R_RISK_ORDER_SIZE
 
+# Outbox rows (orders for a remote venue)
+X_KIND = 0  # RQ_NEW or RQ_CANCEL
+X_ORDER = 1
+X_ASSET = 2
+X_QTY = 3
+X_TYPE = 4
+X_LIMIT = 5
+X_EVENT = 6  # event number that decided it
+X_WIDTH = 7
+V_SEQ = 15  # payload word of a remote report's journal record: the venue's sequence number
+
 
 @njit(**_KW)
 def begin_nb(ctx: b.Ctx, k: int, ts: np.ndarray, ohlcv: np.ndarray, features: np.ndarray, t: int) -> int:
@@ -101,6 +119,7 @@ def room_nb(ctx: b.Ctx, io: tuple) -> bool:
         free_nb(io[3], io[5]) >= worst
         and free_nb(io[6], io[8]) >= worst
         and ctx.n_trades[0] + worst <= ctx.trades.shape[0]
+        and io[15][0] + ctx.requests.shape[0] <= io[14].shape[0]
     )
 
 
@@ -128,7 +147,10 @@ def end_nb(ctx: b.Ctx, in_ns: int, io: tuple) -> int:
         if new > 0:  # tick-to-order: the orders are journalled and handed to the venue now
             lt.record_nb(io[9], lt.now_ns_nb() - in_ns)
             counters[N_TIMED] += 1
-        b.end_bar_nb(ctx)
+        if ctx.params[o.P_REMOTE] != 0.0:
+            _to_outbox_nb(ctx, io)
+        else:
+            b.end_bar_nb(ctx)
     else:
         b.record_nb(ctx.equity, ctx.position, ctx.mark, ctx.cash, ctx.flows, ctx.clock[b.C_BAR])
     counters[N_EVENTS] += 1
@@ -136,8 +158,62 @@ def end_nb(ctx: b.Ctx, in_ns: int, io: tuple) -> int:
 
 
 @njit(**_KW)
+def _to_outbox_nb(ctx: b.Ctx, io: tuple) -> None:
+    """Remote venue: cancels of open orders and the accepted new orders go to the outbox."""
+    outbox, count = io[14], io[15]
+    requests, n = ctx.requests, ctx.n_requests[0]
+    t = ctx.clock[b.C_BAR]
+    keep = 0
+    for r in range(n):  # a cancel of an open order waits for the venue's report
+        req = requests[r]
+        if req[o.O_KIND] == o.RQ_CANCEL and b._find_nb(ctx, req[o.O_ID]) >= 0:
+            x = outbox[count[0]]
+            x[:] = 0.0
+            x[X_KIND] = o.RQ_CANCEL
+            x[X_ORDER] = req[o.O_ID]
+            x[X_EVENT] = t
+            count[0] += 1
+        else:
+            if keep != r:
+                requests[keep] = req
+            keep += 1
+    ctx.n_requests[0] = keep
+    first = ctx.n_events[0]
+    b.end_bar_nb(ctx)
+    for i in range(first, ctx.n_events[0]):
+        e = ctx.events[i]
+        if e[o.E_KIND] == o.ACCEPTED:
+            j = b._find_nb(ctx, e[o.E_ORDER])
+            x = outbox[count[0]]
+            x[X_KIND] = o.RQ_NEW
+            x[X_ORDER] = e[o.E_ORDER]
+            x[X_ASSET] = e[o.E_ASSET]
+            x[X_QTY] = e[o.E_QTY]
+            x[X_TYPE] = ctx.orders[j, o.O_TYPE]
+            x[X_LIMIT] = ctx.orders[j, o.O_LIMIT]
+            x[X_EVENT] = t
+            count[0] += 1
+
+
+@njit(**_KW)
+def remote_nb(ctx: b.Ctx, io: tuple, kind: int, order_id: float, asset: int, qty: float, price: float, fee: float, seq: float) -> bool:
+    """Book one report of a remote venue (see :func:`~ntlab.execution.broker.remote_report_nb`)
+    and journal it with the venue's sequence number ``seq``. Returns whether the order was open."""
+    found = b.remote_report_nb(ctx, kind, order_id, asset, qty, price, fee)
+    b.mark_nb(ctx.bar, ctx.mark)
+    b.record_nb(ctx.equity, ctx.position, ctx.mark, ctx.cash, ctx.flows, ctx.clock[b.C_BAR])
+    _drain_nb(ctx, io, seq)
+    return found
+
+
+@njit(**_KW)
 def drain_nb(ctx: b.Ctx, io: tuple) -> int:
     """Record the broker's logged events (venue record, journal, ring) and empty the log."""
+    return _drain_nb(ctx, io, 0.0)
+
+
+@njit(**_KW)
+def _drain_nb(ctx: b.Ctx, io: tuple, seq: float) -> int:
     counters, payload = io[12], io[13]
     n = ctx.n_events[0]
     events = ctx.events
@@ -145,8 +221,9 @@ def drain_nb(ctx: b.Ctx, io: tuple) -> int:
         e = events[i]
         for w in range(payload.shape[0]):
             payload[w] = e[w] if w < o.E_WIDTH else 0.0
+        payload[V_SEQ] = seq
         kind = np.int64(e[o.E_KIND])
-        if kind == o.REJECTED and e[o.E_REASON] >= RISK_FIRST:
+        if kind == o.REJECTED and RISK_FIRST <= e[o.E_REASON] <= o.R_RISK_LAST:
             jn.append_nb(io[3], io[4], io[5], K_RISK_REJECT, payload)
             counters[N_RISK_REJECTS] += 1
         else:
