@@ -308,3 +308,28 @@ def test_feed_configuration_errors() -> None:
         RemoteVenue(url="http://x")
     with pytest.raises(ConfigError, match="venue must be a"):
         LiveEngine(Flipper(), BinanceFeed("ws://127.0.0.1:1", ["btcusdt@trade"]), venue="ws://127.0.0.1:1")  # type: ignore[arg-type]
+
+
+def test_cli_feed_venue_and_live_run_over_sockets(tmp_path) -> None:
+    import subprocess
+    import sys
+
+    from ntlab.live.headless import ServerProcess
+
+    with ServerProcess(["feed", "serve", str(data_file(SPOT)), "--speed", "60"]) as feed, \
+         ServerProcess(["venue", "serve", "--price", "BTCUSDT", "61000"]) as venue:  # fmt: skip
+        assert feed.line.startswith("serving ws://127.0.0.1:") and "venue ws://127.0.0.1:" in venue.line
+        run = subprocess.run(
+            [sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "ntlab.strategy.examples:ema_cross",
+             "--ws", feed.url, "--stream", "btcusdt@trade", "--venue", venue.url, "--idle-end", "1", "-p", "span", "20",
+             "-p", "size", "0.01", "--every", "0.5", "--timeout", "60", "--journal", str(tmp_path / "j")],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stderr[-3000:]
+        last = run.stdout.strip().splitlines()[-1]
+        assert "finished" in last and "9,757 events" in last, last
+        assert "ServerProcess(ntlab feed serve" in repr(feed)
+    bad = subprocess.run([sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "x:y"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "give --data (a replay) or --ws" in bad.stderr
+    with pytest.raises(ConfigError, match="did not start"):
+        ServerProcess(["feed", "serve", str(tmp_path / "missing.gz")])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -21,6 +22,7 @@ RUNNABLE = [
     "notebooks/04_models.ipynb",
     "notebooks/05_portfolio.ipynb",
     "notebooks/06_live_paper.ipynb",
+    "notebooks/07_live_websocket.ipynb",
     "templates/demo.ipynb",
     "bench_notebooks/data.ipynb",
     "bench_notebooks/kernels.ipynb",
@@ -28,6 +30,7 @@ RUNNABLE = [
     "bench_notebooks/inference.ipynb",
     "bench_notebooks/portfolio.ipynb",
     "bench_notebooks/live_latency.ipynb",
+    "bench_notebooks/websocket.ipynb",
 ]
 
 
@@ -188,6 +191,36 @@ def test_live_paper_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     assert _images(result.notebook) == 1  # live fills on the price, P&L per snapshot
     (session,) = (tmp_path / "06").iterdir()
     assert (session / "es-paper" / "journal").is_dir() and (session / "parity" / "venue").is_dir()
+
+
+def test_live_websocket_tutorial_runs(repo: Path, tmp_path: Path) -> None:
+    result = run_notebook(repo / "notebooks/07_live_websocket.ipynb", out_dir=tmp_path, cwd=repo, parameters={"watch_s": 1.0})
+    text = _outputs(result.notebook)
+    assert "ReplayServer(ws://127.0.0.1:" in text and "VenueServer(ws://127.0.0.1:" in text
+    assert "Snapshot('engine' running/active" in text
+    assert "connects 1 -> 2, depth snapshots 1 -> 2" in text
+    assert "trading state 'halted'; alarm:" in text and "no market data for" in text and "data flows again" in text
+    assert "trading state 'active'" in text and "'connects': 2, 'disconnects': 1" in text
+    assert "cash equal: True" in text
+    line = next(t for t in text.splitlines() if t.startswith("orders at the venue"))
+    venue, distinct, sent = (int(x.replace(",", "")) for x in re.findall(r"[0-9][0-9,]*", line))
+    assert venue == distinct == sent > 0
+    position = next(t for t in text.splitlines() if t.startswith("position: engine"))
+    assert position.split("engine ")[1].split(" BTC")[0] == position.split("venue ")[1].split(" BTC")[0]
+    assert _images(result.notebook) == 1
+
+
+def test_websocket_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.chdir(repo)
+    out = tmp_path / "websocket.json"
+    result = CliRunner().invoke(main, ["bench", "websocket", "--json", str(out), "-p", "repeat", "1", "-p", "speed", "200"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(out.read_text())
+    assert set(doc["metrics"]) == {"ws_msgs_per_s", "ws_msgs_per_s_vs_websockets_json", "wire_to_order_p50_us", "wire_to_order_p99_us",
+                                   "ws_tick_to_order_p50_us"}  # fmt: skip
+    m = {k: v["value"] for k, v in doc["metrics"].items()}
+    assert m["ws_msgs_per_s"] > 0 and m["ws_msgs_per_s_vs_websockets_json"] > 0
+    assert 0 < m["wire_to_order_p50_us"] <= m["wire_to_order_p99_us"] and m["ws_tick_to_order_p50_us"] > 0
 
 
 def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:

@@ -297,6 +297,7 @@ class LiveEngine:
         self._busy_ns = 0
         self._history: collections.deque = collections.deque(maxlen=100_000)
         self._trades = np.zeros((_KEPT_TRADES, b.T_WIDTH))  # a ring of the last round trips
+        self._log, self._log_count = self._ctx_arrays["trades"], self._ctx_arrays["n_trades"]  # the broker's round-trip log
         self._n_trades = 0
         self._previous_model: tuple[np.ndarray, ...] | None = None
         self._pending_fills = np.zeros((0, o.E_WIDTH))
@@ -537,8 +538,10 @@ class LiveEngine:
         start = time.perf_counter_ns()
         k, n = 0, len(batch)
         run = self._status == "running"
+        part = batch
         while k < n:
-            part = Batch(batch.ts[k:], batch.ohlcv[k:], batch.features[k:], batch.recv_ns[k:] if batch.recv_ns.size else batch.recv_ns)
+            if k:  # the rest of the batch, after a journal roll
+                part = Batch(batch.ts[k:], batch.ohlcv[k:], batch.features[k:], batch.recv_ns[k:] if batch.recv_ns.size else batch.recv_ns)
             if self._state is not None:
                 done = self._loop(self._ctx, self._state, part.ts, part.ohlcv, part.features, part.recv_ns, self._t, self._io, run)
             else:
@@ -559,7 +562,7 @@ class LiveEngine:
 
     def _python_steps(self, part: Batch, run: bool) -> int:
         strategy, view, ctx, io = self.strategy, self._view, self._ctx, self._io
-        on_event = strategy.on_trade if getattr(self.feed, "data", None) is not None and self.feed.data.ticks and type(strategy).on_trade is not Strategy.on_trade else strategy.on_bar
+        on_event = strategy.on_trade if self.feed.ticks and type(strategy).on_trade is not Strategy.on_trade else strategy.on_bar
         wants_fills = type(strategy).on_fill is not Strategy.on_fill
         events = self._ctx_arrays["events"]
         for k in range(len(part)):
@@ -587,13 +590,13 @@ class LiveEngine:
 
     def _collect(self) -> None:
         """Move round trips out of the broker's log (memory stays flat)."""
-        a = self._ctx_arrays
-        n = int(a["n_trades"][0])
+        count = self._log_count
+        n = int(count[0])
         if n:
             rows = (self._n_trades + np.arange(n)) % _KEPT_TRADES
-            self._trades[rows] = a["trades"][:n]
+            self._trades[rows] = self._log[:n]
             self._n_trades += n
-            a["n_trades"][0] = 0
+            count[0] = 0
 
     # -- commands --------------------------------------------------------------------------------
     def _command(self, name: str, *args: Any, timeout: float = 5.0) -> Any:

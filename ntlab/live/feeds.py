@@ -56,6 +56,7 @@ class Feed(abc.ABC):
     symbols: list[str]
     feature_names: list[str]
     first_event = 0  # the number the engine gives the feed's first event
+    ticks = False  # events are trade ticks (a Python strategy's on_trade is called), not bars
     new_alarms: list[tuple[str, bool]] = []  # (text, halt trading?) raised since the engine last looked; live feeds own a list
 
     def event_ref(self, event: int) -> object:
@@ -121,6 +122,7 @@ class ReplayFeed(Feed):
             raise ConfigError(f"start must be an event number in 0..{self.data.ts.size}, got {start!r}")
         self.symbols = list(self.data.symbols)
         self.feature_names = list(self.data.feature_names)
+        self.ticks = bool(self.data.ticks)
         self.speed = speed
         self.rate = rate
         self.start = start
@@ -184,7 +186,7 @@ class SyntheticFeed(Feed):
                  step_ns: int = 1_000_000) -> None:  # fmt: skip
         if not (isinstance(events, int) and events >= 0):
             raise ConfigError(f"events must be an int >= 0, got {events!r}")
-        self.symbols, self.feature_names = [symbol], []
+        self.symbols, self.feature_names, self.ticks = [symbol], [], True
         self.events, self.tick, self.step_ns, self.seed, self.price0 = events, tick, step_ns, seed, price
         self.position = 0
         self._rng = np.random.default_rng(seed)

@@ -10,6 +10,9 @@ bars or trade ticks.
 from __future__ import annotations
 
 import importlib
+import re
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +25,7 @@ from ntlab.live.engine import LiveEngine, Snapshot
 from ntlab.live.feeds import ReplayFeed
 from ntlab.strategy.base import CompiledStrategy, Strategy
 
-__all__ = ["load_strategy", "replay_engine", "replay_frame", "run_session", "ws_engine"]
+__all__ = ["ServerProcess", "load_strategy", "replay_engine", "replay_frame", "run_session", "ws_engine"]
 
 
 def load_strategy(spec: str, params: dict[str, Any]) -> tuple[CompiledStrategy | Strategy, dict[str, Any]]:
@@ -137,3 +140,50 @@ def ws_engine(
     feed = BinanceFeed(url, streams, market=market, end_after_idle=end_after_idle)  # type: ignore[arg-type]
     remote = RemoteVenue(url=venue, account=account) if venue else None
     return LiveEngine(chosen, feed, venue=remote, **engine_kwargs, **init_params)
+
+
+class ServerProcess:
+    """``ntlab feed serve ...`` or ``ntlab venue serve ...`` in a child process (its own GIL),
+    as the benchmark and the tests run them; ``url`` is read from its first line of output.
+
+    ``with ServerProcess(["feed", "serve", path]) as feed: ...`` stops it at the end
+    (SIGTERM, then SIGKILL after ``timeout`` seconds)."""
+
+    def __init__(self, args: list[str], *, timeout: float = 60.0) -> None:
+        self.args = list(args)
+        self.timeout = timeout
+        self.proc = subprocess.Popen([sys.executable, "-c", "from ntlab.cli import main; main()", *self.args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+        assert self.proc.stdout is not None
+        self.line = self.proc.stdout.readline().strip()
+        found = re.search(r"ws://[0-9.]+:[0-9]+", self.line)
+        if found is None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+            _, err = self.proc.communicate(timeout=self.timeout)
+            raise ConfigError(f"`ntlab {' '.join(self.args)}` did not start: {self.line!r} {err[-2000:]}")
+        self.url = found.group(0)
+        self.rest_url = self.url.replace("ws://", "http://")
+
+    def stop(self) -> int:
+        """Stop the server; its exit code."""
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(self.timeout)
+            except subprocess.TimeoutExpired:  # pragma: no cover - a stuck server
+                self.proc.kill()
+                self.proc.wait()
+        for pipe in (self.proc.stdout, self.proc.stderr):
+            if pipe is not None:
+                pipe.close()
+        return int(self.proc.returncode)
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def __repr__(self) -> str:
+        return f"ServerProcess(ntlab {' '.join(self.args[:2])}, {self.url}, {'running' if self.proc.poll() is None else 'stopped'})"

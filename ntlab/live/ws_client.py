@@ -161,9 +161,14 @@ class WsConnection:
         if not out:  # the protocol asks for the write side to be closed
             return
         try:
-            self._sock.setblocking(True)  # a control frame or an order: small, never waits long on loopback
-            self._sock.sendall(out)
-            self._sock.setblocking(False)
+            try:
+                sent = self._sock.send(out)  # an order or a control frame: small, the socket buffer takes it at once
+            except BlockingIOError:
+                sent = 0
+            if sent < len(out):  # the buffer is full: wait for room for the rest
+                self._sock.setblocking(True)
+                self._sock.sendall(out[sent:])
+                self._sock.setblocking(False)
         except OSError as exc:
             self._lost(f"send failed: {exc}")
 
@@ -179,9 +184,10 @@ class WsConnection:
         self._flush()
         return not self.closed
 
-    def receive(self, wait: float = 0.0) -> list[bytes]:
+    def receive(self, wait: float = 0.0, *, spin: bool = False) -> list[bytes]:
         """Messages that have arrived (text or binary payloads), waiting up to ``wait`` seconds for
-        the first; ``[]`` when none came. After a failure, ``[]`` and :attr:`closed` is True."""
+        the first (in ``select``, or polling in a busy loop with ``spin``); ``[]`` when none came.
+        After a failure, ``[]`` and :attr:`closed` is True."""
         if self._pending:
             out, self._pending = self._pending, []
             return out
@@ -193,6 +199,20 @@ class WsConnection:
         except BlockingIOError:
             if wait <= 0:
                 return []
+            if spin:
+                deadline = time.perf_counter() + wait
+                while time.perf_counter() < deadline:
+                    try:
+                        data = sock.recv(1 << 20)
+                        break
+                    except BlockingIOError:
+                        continue
+                    except OSError as exc:
+                        self._lost(f"connection lost: {exc}")
+                        return []
+                else:
+                    return []
+                return self._received(data)
             try:
                 ready, _, _ = select.select([sock], [], [], wait)
             except (OSError, ValueError) as exc:  # pragma: no cover - the socket vanished
@@ -204,7 +224,10 @@ class WsConnection:
         except OSError as exc:
             self._lost(f"connection lost: {exc}")
             return []
-        proto = self._proto
+        return self._received(data)
+
+    def _received(self, data: bytes) -> list[bytes]:
+        sock, proto = self._sock, self._proto
         eof = not data
         if eof:
             proto.receive_eof()

@@ -20,7 +20,7 @@ from ntlab.models.export import ExportedMLP, mlp_forward_nb
 from ntlab.strategy import verbs as v
 from ntlab.strategy.base import CompiledStrategy, Context, Strategy
 
-__all__ = ["EmaCross", "SmaCross", "ema_cross", "mlp_returns", "mlp_signal", "sma_cross"]
+__all__ = ["EmaCross", "SmaCross", "ema_cross", "mlp_returns", "mlp_signal", "ping_pong", "sma_cross"]
 
 # State of the crossover: (fast average's state, slow average's state, [size, previous fast - slow])
 _SIZE, _PREV = 0, 1
@@ -47,6 +47,8 @@ def _cross_signal_nb(scalars: np.ndarray, fast: float, slow: float) -> int:
 
 @njit(**_KW, inline="always")  # a call passing ctx costs a reference count
 def _act_nb(ctx, scalars: np.ndarray, signal: int) -> None:  # noqa: ANN001
+    if signal == 0 or v.has_open_orders(ctx, 0):  # an order still on its way counts (a remote venue's fill comes later)
+        return
     held = v.position(ctx, 0)
     if signal > 0 and held == 0.0:
         v.buy(ctx, 0, scalars[_SIZE])
@@ -105,7 +107,7 @@ class _Cross(Strategy):
     def on_bar(self, ctx: Context) -> None:
         diff = self.difference(ctx.price(self._symbol))
         prev, self._prev = self._prev, diff
-        if np.isnan(prev) or np.isnan(diff):
+        if np.isnan(prev) or np.isnan(diff) or ctx.open_orders(self._symbol):  # an order on its way counts
             return
         held = ctx.position(self._symbol)
         if diff > 0 and prev <= 0 and held == 0:
@@ -212,3 +214,21 @@ mlp_returns = CompiledStrategy(on_bar=_mlp_returns_on_bar, init=_mlp_returns_ini
 1, 2, ... events (in basis points with the default ``scale``), computed in the strategy as the
 events arrive: the whole event → features → model → order path runs in the compiled loop.
 Params ``net``, ``threshold``, ``size``, ``scale``."""
+
+
+@njit(**_KW)
+def _ping_pong_on_bar(ctx, state: np.ndarray) -> None:  # noqa: ANN001
+    state[0] += 1.0
+    every = state[1]
+    if state[0] % every == 0.0:
+        v.buy(ctx, 0, state[2]) if (state[0] // every) % 2.0 == 1.0 else v.sell(ctx, 0, state[2])
+
+
+def _ping_pong_init(every: int = 10, size: float = 1.0) -> np.ndarray:
+    return np.array([0.0, float(every), size])
+
+
+ping_pong = CompiledStrategy(on_bar=_ping_pong_on_bar, init=_ping_pong_init)
+"""A load generator, not a strategy: buys ``size`` of the first symbol on every ``every``-th
+event and sells it on the next, whatever the position (a steady order flow for latency
+measurements: the order count does not depend on how fast fills come back)."""
