@@ -286,6 +286,8 @@ class LiveEngine:
             self.journal = Journal(self.journal_dir / "journal")
             self.venue_record = Journal(self.journal_dir / "venue")
         self._io = self._make_io()
+        if self._link is not None:  # compile the report path now too (a no-op report): the first fill must not wait for Numba
+            st.remote_nb(self._ctx, self._io, -1, -1.0, 0, 0.0, np.nan, 0.0, 0.0)
         if self._state is not None:  # compile the loop now, in the caller's thread: start() is instant
             n, f = len(self.symbols), len(feed.feature_names)
             self._loop(self._ctx, self._state, np.zeros(0, np.int64), np.zeros((0, n, 5)), np.zeros((0, n, f)), np.zeros(0, np.int64), self._t, self._io, False)

@@ -233,7 +233,7 @@ class WsConnection:
             proto.receive_eof()
         else:
             proto.receive_data(data)
-            while True:  # take what else is already there
+            for _ in range(3):  # take what else is already there (bounded: a fast sender never keeps us here)
                 try:
                     more = sock.recv(1 << 20)
                 except (BlockingIOError, InterruptedError):

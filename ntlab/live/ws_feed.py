@@ -175,7 +175,8 @@ class BinanceFeed(Feed):
         self._failures = 0
         self._next_attempt = 0.0
         self._last_message = 0.0
-        self.first_message_at: float | None = None  # time.monotonic() of the first frame (throughput = messages / (last - first))
+        self.first_message_at: float | None = None  # time.monotonic() of the first frame received
+        self.last_decoded_at = 0.0  # ... and when the feed last decoded frames (throughput: messages / (last decoded - first))
         self._stale = False
         self._sub_id = 0
         self._http: http.client.HTTPConnection | None = None
@@ -243,6 +244,7 @@ class BinanceFeed(Feed):
         while frames and self._pending < max_events:
             on_frame(*frames.popleft())
         self._resync_books()
+        self.last_decoded_at = time.monotonic()
 
     @property
     def last_message_at(self) -> float:
