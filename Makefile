@@ -38,10 +38,14 @@ bench: $(STAMP)
 	$(VENV)/bin/ntlab bench data --json out/bench/data.json
 	$(VENV)/bin/ntlab bench kernels --json out/bench/kernels.json
 	$(VENV)/bin/ntlab bench live_latency --json out/bench/live_latency.json
+	$(VENV)/bin/ntlab bench websocket --json out/bench/websocket.json
 
-# Soak: the live crash test with 100 SIGKILLs instead of the suite's 20 (about 3 minutes).
+# Soak (about 6 minutes): the live crash test with 100 SIGKILLs instead of the suite's 20, the
+# WebSocket fault test with 100 dropped connections instead of 20, the frame fuzz with 1 M frames.
 soak: $(STAMP)
 	NTLAB_CRASH_KILLS=100 $(PY) -m pytest -q -s tests/test_live_crash.py
+	NTLAB_WS_DROPS=100 $(PY) -m pytest -q tests/test_live_ws.py -k faults
+	NTLAB_FUZZ_FRAMES=1000000 $(PY) -m pytest -q tests/test_live_wire.py -k fuzz
 
 clean:
 	rm -rf $(VENV) out catalog .coverage .jupyter .pytest_cache .hypothesis

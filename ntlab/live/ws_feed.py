@@ -109,8 +109,8 @@ class BinanceFeed(Feed):
         the lowest tick latency (caches and the core stay warm), for a whole core and for cells
         of the notebook that wait up to Python's switch interval (5 ms) for the interpreter.
     end_after_idle
-        End the feed (the engine finishes) after this many seconds without any message once
-        data has flowed; None: a live feed never ends by itself.
+        End the feed (the engine finishes) after this many seconds without any message (counted
+        from ``open`` until the first one); None: a live feed never ends by itself.
     on_book
         Called as ``on_book(symbol, book)`` after every diff applied to a book (tests, recorders).
     """
@@ -228,7 +228,7 @@ class BinanceFeed(Feed):
             self._frames.extend((frame, recv) for frame in frames)
         elif not self._frames:
             conn.keepalive(self.ping_interval, self.ping_timeout)
-            if self.end_after_idle is not None and self.counters["events"] and now - self._last_message > self.end_after_idle and not self._pending:
+            if self.end_after_idle is not None and now - self._last_message > self.end_after_idle and not self._pending:
                 return None
             self._check_stale(now)
         if self._frames:
