@@ -405,7 +405,7 @@ def test_limits_are_checked_and_laid_out() -> None:
     assert state.shape == (rk.S_HEADER + rk.RING_MIN + rk.DUP_SLOTS * rk.F_WIDTH + 6,)
     assert rk.new_state(RiskLimits(max_orders_per_second=100), 1)[rk.S_RING_SIZE] == 100
     assert "active: checked 0" in repr(RiskState(RiskLimits(), 1))
-    assert list(RiskState(RiskLimits(), 1).counters())[3:] == list(TEXT[o.R_RISK_ORDER_SIZE :])
+    assert list(RiskState(RiskLimits(), 1).counters())[3:] == list(TEXT[o.R_RISK_ORDER_SIZE : o.R_RISK_LAST + 1])
 
 
 def test_compiled_callers_get_the_same_filter() -> None:

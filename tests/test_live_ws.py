@@ -22,6 +22,7 @@ from ntlab.data.orderbook import OrderBook, rebuild_book
 from ntlab.data.paths import data_file
 from ntlab.exceptions import ConfigError
 from ntlab.live.engine import LiveEngine
+from ntlab.live.feeds import Batch
 from ntlab.live.journal import read_journal
 from ntlab.live import step as st
 from ntlab.live.replay_server import Faults, ReplayServer
@@ -333,3 +334,188 @@ def test_cli_feed_venue_and_live_run_over_sockets(tmp_path) -> None:
     assert bad.returncode != 0 and "give --data (a replay) or --ws" in bad.stderr
     with pytest.raises(ConfigError, match="did not start"):
         ServerProcess(["feed", "serve", str(tmp_path / "missing.gz")])
+
+
+def test_generic_format_catalog_ticks_and_bars_over_the_socket() -> None:
+    import warnings
+
+    import ntlab.datasets
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ticks = ntlab.datasets.load("es_ticks").head(2_000).select("ts", "price", "size")
+        bars = ntlab.datasets.load("spy_1min").head(300)
+    with ReplayServer.from_frames({"ES": ticks, "SPY": bars.select("ts", "open", "high", "low", "close", "volume")}) as server:
+        feed = BinanceFeed(server.url, ["es@tick", "spy@bar"], end_after_idle=0.5, spin=True)
+        assert feed.symbols == ["ES", "SPY"] and not feed.ticks
+        feed.open()
+        got = []
+        try:
+            while (b := feed.next_batch(64)) is not None:
+                if isinstance(b, Batch):
+                    got.append((b.ts.copy(), b.ohlcv.copy()))
+        finally:
+            feed.close()
+    ts = np.concatenate([g[0] for g in got])
+    ohlcv = np.concatenate([g[1] for g in got])
+    es = ~np.isnan(ohlcv[:, 0, 3])
+    np.testing.assert_array_equal(ohlcv[es, 0, 3], ticks["price"].to_numpy())
+    np.testing.assert_array_equal(ohlcv[es, 0, 4], ticks["size"].to_numpy())
+    np.testing.assert_array_equal(ts[es], ticks["ts"].dt.epoch("ns").to_numpy())
+    spy = ~np.isnan(ohlcv[:, 1, 3])
+    np.testing.assert_array_equal(ohlcv[spy, 1], bars.select("open", "high", "low", "close", "volume").to_numpy())
+    assert feed.counters["events"] == 2_300 and feed.event_ref(10**9) is None
+
+
+def test_quotes_become_features_and_rest_failures_are_counted_not_fatal() -> None:
+    with ReplayServer([data_file(SPOT)], speed=200.0) as server:
+        feed = BinanceFeed(server.url, ["btcusdt@trade", "btcusdt@bookTicker"], end_after_idle=0.5)
+        assert feed.feature_names == ["bid", "bid_size", "ask", "ask_size"] and feed.ticks
+        feed.open()
+        feats = []
+        try:
+            while (b := feed.next_batch(256)) is not None:
+                if isinstance(b, Batch):
+                    feats.append(b.features[:, 0].copy())
+        finally:
+            feed.close()
+    f = np.concatenate(feats)
+    assert np.isfinite(f[-1]).all() and (f[np.isfinite(f[:, 0]), 0] < f[np.isfinite(f[:, 0]), 2]).all()  # bid < ask
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = s.getsockname()[1]
+    lost = BinanceFeed("ws://127.0.0.1:1", ["btcusdt@trade"], rest_url=f"http://127.0.0.1:{dead}")
+    lost._backfill("BTCUSDT", 100, 105, 0)
+    assert lost.counters["missed_trades"] == 5 and lost.counters["rest_errors"] == 1
+    assert "5 trade(s) of BTCUSDT lost (ids 100..104)" in lost.new_alarms[0][0]
+    assert lost._next_trade["BTCUSDT"] == 105
+
+
+def test_fragmented_messages_and_a_refused_subscription() -> None:
+    from websockets.sync.server import serve
+
+    def handler(ws) -> None:  # noqa: ANN001
+        json.loads(ws.recv())
+        ws.send(json.dumps({"error": {"code": 2, "msg": "Invalid request"}, "id": 1}))
+        trade = json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2",
+                                                                "T": 1, "m": False, "M": True}})  # fmt: skip
+        ws.send([trade[:20], trade[20:50], trade[50:]])  # one message in three frames
+        time.sleep(0.5)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        port = server.socket.getsockname()[1]
+        feed = BinanceFeed(f"ws://127.0.0.1:{port}", ["btcusdt@trade"], end_after_idle=0.3)
+        feed.open()
+        events = []
+        while (b := feed.next_batch(10)) is not None:
+            if isinstance(b, Batch):
+                events.append(float(b.ohlcv[0, 0, 3]))
+        feed.close()
+        server.shutdown()
+    assert events == [1.5]
+    assert feed.counters["subscribe_errors"] == 1 and "refused the subscription" in feed.new_alarms[0][0]
+    assert "BinanceFeed(ws://127.0.0.1" in repr(feed)
+
+
+def test_backoff_delays() -> None:
+    import random
+
+    b = Backoff(first=0.1, factor=2.0, cap=1.0, jitter=0.5)
+    rng = random.Random(1)
+    delays = [b.delay(n, rng) for n in range(6)]
+    assert all(0.05 <= d <= 0.1 for d in delays[:1]) and all(d <= 1.0 for d in delays) and delays[5] >= 0.5
+    for kwargs, match in [({"first": 0}, "first=0"), ({"cap": float("inf")}, "cap=inf"), ({"factor": 0.5}, "factor=0.5")]:
+        with pytest.raises(ConfigError, match=match):
+            Backoff(**kwargs)
+
+
+class RestingThenCancel(Strategy):
+    """A far limit buy at trade 5, cancelled at trade 30; another at 40 (left for the kill switch);
+    a stop order at 45 (refused: the remote venue takes market and limit orders)."""
+
+    def __init__(self) -> None:
+        self.n, self.first = 0, -1
+
+    def on_bar(self, ctx) -> None:  # noqa: ANN001
+        self.n += 1
+        far = round(ctx.price("BTCUSDT") * 0.5, 2)
+        if self.n == 5:
+            self.first = ctx.submit("BTCUSDT", 0.01, "limit", limit=far)
+        elif self.n == 30:
+            ctx.cancel(self.first)
+        elif self.n == 40:
+            ctx.submit("BTCUSDT", 0.01, "limit", limit=far)
+        elif self.n == 45:
+            ctx.submit("BTCUSDT", 0.01, "stop", stop=far * 3)
+
+
+def test_remote_limit_orders_cancels_kill_switch_and_venue_rejects() -> None:
+    with ReplayServer([data_file(SPOT)], speed=20.0) as server, VenueServer(prices={"BTCUSDT": 61_000.0}) as venue:
+        engine = LiveEngine(RestingThenCancel(), BinanceFeed(server.url, ["btcusdt@trade"]), venue=RemoteVenue(url=venue.url)).start()
+        try:
+            deadline = time.monotonic() + 30
+            while engine.snapshot().events < 60 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            while engine.snapshot().open_orders.height != 1 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            engine.kill()
+            while venue.orders("paper").filter(pl.col("status") == "cancelled").height < 2 and time.monotonic() < deadline:
+                time.sleep(0.02)
+            snap = engine.snapshot()
+        finally:
+            engine.stop()
+        orders = venue.orders("paper")
+    assert orders["status"].to_list() == ["cancelled", "cancelled"]
+    ev = engine.events()
+    assert ev.filter(pl.col("event") == "cancelled").height == 2 and snap.trading_state == "halted"
+    refused = ev.filter(pl.col("event") == "rejected")
+    assert refused["reason"].to_list() == ["the remote venue takes market and limit orders only (no stop, one-cancels-other or parent orders)"]
+    # a venue reject (a symbol it does not trade) is booked as a rejected order, reason "venue"
+    with ReplayServer([data_file(SPOT)], speed=50.0) as server, VenueServer(prices={"ETHUSDT": 2_600.0}) as venue:
+        other = LiveEngine(Flipper(every=5), BinanceFeed(server.url, ["btcusdt@trade"], end_after_idle=0.5), venue=RemoteVenue(url=venue.url))
+        final = other.run(timeout=60)
+    rejected = other.events().filter(pl.col("event") == "rejected")
+    assert final.counters["orders_sent"] > 10 and final.positions["qty"][0] == 0.0 and final.counters["fills"] == 0
+    assert rejected.height == final.counters["orders_sent"]
+    assert set(rejected["reason"]) == {"rejected by the venue (its reason is in the venue's report)"}
+
+
+def test_venue_link_skips_bad_frames_and_asks_again_after_a_gap_in_sequence_numbers() -> None:
+    from websockets.sync.server import serve
+
+    asked = []
+
+    def report(seq: int, status: str) -> str:
+        return json.dumps({"op": "report", "seq": seq, "cid": "e-0", "status": status, "symbol": "BTCUSDT", "side": "buy"})
+
+    def handler(ws) -> None:  # noqa: ANN001
+        for _ in range(2):
+            asked.append(json.loads(ws.recv()))  # login, resume
+        ws.send("not json")
+        ws.send(json.dumps({"op": "report", "seq": "x", "status": "filled"}))
+        ws.send(json.dumps({"op": "surprise"}))
+        ws.send(report(2, "filled"))  # seq 1 went missing: the link asks again from 0
+        asked.append(json.loads(ws.recv()))
+        ws.send(report(1, "accepted"))
+        ws.send(report(2, "filled"))
+        ws.send(report(2, "filled"))  # again: skipped
+        ws.send(json.dumps({"op": "resumed", "last_seq": 2}))
+        ws.send(json.dumps({"op": "error", "code": "bad_request", "msg": "x"}))
+        ws.send(json.dumps({"op": "pong"}))
+        time.sleep(1.0)
+
+    with serve(handler, "127.0.0.1", 0) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        link = VenueLink(RemoteVenue(url=f"ws://127.0.0.1:{server.socket.getsockname()[1]}"))
+        link.send_new("e-0", "BTCUSDT", 1.0, "market", None)  # not connected yet: kept, sent after the resume
+        assert link.connect()
+        got, deadline = [], time.monotonic() + 5
+        while (len(got) < 2 or link.stats["errors"] < 1) and time.monotonic() < deadline:
+            got += link.poll(0.05)
+        link.close()
+        server.shutdown()
+    assert [(r["seq"], r["status"]) for r in got] == [(1, "accepted"), (2, "filled")]
+    assert asked[0]["op"] == "login" and asked[1] == {"op": "resume", "after_seq": 0} and asked[2] == {"op": "resume", "after_seq": 0}
+    assert link.stats["bad_frames"] == 3 and link.stats["duplicate_reports"] == 1 and link.stats["errors"] == 1
+    assert link.last_seq == 2 and link.in_flight == 0 and link.stats["resent"] == 0
