@@ -21,10 +21,10 @@ from ntlab.data.loaders.binance import read_binance
 from ntlab.data.orderbook import OrderBook, rebuild_book
 from ntlab.data.paths import data_file
 from ntlab.exceptions import ConfigError
+from ntlab.live import step as st
 from ntlab.live.engine import LiveEngine
 from ntlab.live.feeds import Batch
 from ntlab.live.journal import read_journal
-from ntlab.live import step as st
 from ntlab.live.replay_server import Faults, ReplayServer
 from ntlab.live.venue_client import RemoteVenue, VenueLink
 from ntlab.live.venue_server import VenueServer
@@ -132,7 +132,7 @@ class Flipper(Strategy):
     def __init__(self, every: int = 5, size: float = 0.01) -> None:
         self.every, self.size, self.n = every, size, 0
 
-    def on_bar(self, ctx) -> None:  # noqa: ANN001
+    def on_bar(self, ctx) -> None:
         self.n += 1
         if self.n % self.every == 0:
             ctx.buy("BTCUSDT", self.size) if (self.n // self.every) % 2 else ctx.sell("BTCUSDT", self.size)
@@ -171,6 +171,23 @@ def test_orders_over_a_dropping_socket_none_lost_or_doubled_and_positions_reconc
     seqs = j.payload[(j.kinds == st.K_VENUE) & (j.payload[:, 2] == 3), st.V_SEQ]  # fills, with the venue's seq
     assert np.unique(seqs).size == seqs.size == sent
     assert final.connections["venue"]["connects"] == final.connections["venue"]["disconnects"] + 1
+
+
+class FlipperWithFills(Flipper):
+    def __init__(self) -> None:
+        super().__init__(every=5)
+        self.fills: list = []
+
+    def on_fill(self, ctx, fill) -> None:
+        self.fills.append(fill)
+
+
+def test_python_strategy_hears_its_remote_fills() -> None:
+    strategy = FlipperWithFills()
+    with ReplayServer([data_file(SPOT)], speed=100.0) as server, VenueServer(prices={"BTCUSDT": 61_000.0}) as venue:
+        final = LiveEngine(strategy, BinanceFeed(server.url, ["btcusdt@trade"], end_after_idle=0.5), venue=RemoteVenue(url=venue.url)).run(timeout=60)
+    assert len(strategy.fills) == final.counters["fills"] > 100
+    assert {f.price for f in strategy.fills} == {61_000.0} and sum(f.qty for f in strategy.fills) == pytest.approx(final.positions["qty"][0])
 
 
 def test_engine_restart_with_a_remote_venue_resumes_after_the_last_report(tmp_path) -> None:
@@ -324,13 +341,13 @@ def test_cli_feed_venue_and_live_run_over_sockets(tmp_path) -> None:
             [sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "ntlab.strategy.examples:ema_cross",
              "--ws", feed.url, "--stream", "btcusdt@trade", "--venue", venue.url, "--idle-end", "1", "-p", "span", "20",
              "-p", "size", "0.01", "--every", "0.5", "--timeout", "60", "--journal", str(tmp_path / "j")],
-            capture_output=True, text=True, timeout=120,
+            capture_output=True, text=True, timeout=120, check=False,
         )  # fmt: skip
         assert run.returncode == 0, run.stderr[-3000:]
         last = run.stdout.strip().splitlines()[-1]
         assert "finished" in last and "9,757 events" in last, last
         assert "ServerProcess(ntlab feed serve" in repr(feed)
-    bad = subprocess.run([sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "x:y"], capture_output=True, text=True)
+    bad = subprocess.run([sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "x:y"], capture_output=True, text=True, check=False)
     assert bad.returncode != 0 and "give --data (a replay) or --ws" in bad.stderr
     with pytest.raises(ConfigError, match="did not start"):
         ServerProcess(["feed", "serve", str(tmp_path / "missing.gz")])
@@ -394,7 +411,7 @@ def test_quotes_become_features_and_rest_failures_are_counted_not_fatal() -> Non
 def test_fragmented_messages_and_a_refused_subscription() -> None:
     from websockets.sync.server import serve
 
-    def handler(ws) -> None:  # noqa: ANN001
+    def handler(ws) -> None:
         json.loads(ws.recv())
         ws.send(json.dumps({"error": {"code": 2, "msg": "Invalid request"}, "id": 1}))
         trade = json.dumps({"stream": "btcusdt@trade", "data": {"e": "trade", "E": 1, "s": "BTCUSDT", "t": 7, "p": "1.5", "q": "2",
@@ -437,7 +454,7 @@ class RestingThenCancel(Strategy):
     def __init__(self) -> None:
         self.n, self.first = 0, -1
 
-    def on_bar(self, ctx) -> None:  # noqa: ANN001
+    def on_bar(self, ctx) -> None:
         self.n += 1
         far = round(ctx.price("BTCUSDT") * 0.5, 2)
         if self.n == 5:
@@ -489,7 +506,7 @@ def test_venue_link_skips_bad_frames_and_asks_again_after_a_gap_in_sequence_numb
     def report(seq: int, status: str) -> str:
         return json.dumps({"op": "report", "seq": seq, "cid": "e-0", "status": status, "symbol": "BTCUSDT", "side": "buy"})
 
-    def handler(ws) -> None:  # noqa: ANN001
+    def handler(ws) -> None:
         for _ in range(2):
             asked.append(json.loads(ws.recv()))  # login, resume
         ws.send("not json")

@@ -46,7 +46,6 @@ from numba.experimental import structref
 from ntlab.execution import orders as o
 from ntlab.kernels._common import _KW
 
-
 __all__ = ["Ctx", "arrays", "grown", "new_ctx"]
 
 # Bar columns

@@ -249,6 +249,7 @@ class LiveEngine:
         model_params = self.model.params()
         model_params[o.P_REMOTE] = venue is not None
         self._ctx = b.new_ctx(n, equity_rows, model_params, cash=cash, n_features=len(feed.feature_names), max_open_orders=self.model.max_open_orders)
+        self._view: Context | None = None
         if isinstance(strategy, CompiledStrategy):
             self._state = strategy.state(params)
             self._loop = _compiled_loop(strategy.on_bar)
@@ -515,6 +516,8 @@ class LiveEngine:
             if not st.room_nb(self._ctx, self._io):
                 self._roll_journals()
             st.remote_nb(self._ctx, self._io, kind, float(number), asset, qty, price, float(r.get("fee") or 0.0), float(r["seq"]))
+            if kind != o.CANCELLED and kind != o.REJECTED and self._view is not None and type(self.strategy).on_fill is not Strategy.on_fill:
+                self._deliver(self._ctx_arrays["events"][:1].copy(), self._last_ts)  # the fill just booked (its row stays after the drain)
         if link.fatal and link.fatal not in "".join(self._alarms):
             self._alarm(f"venue: {link.fatal}", halt=True)
         reply = link.positions_reply

@@ -57,7 +57,7 @@ class Feed(abc.ABC):
     feature_names: list[str]
     first_event = 0  # the number the engine gives the feed's first event
     ticks = False  # events are trade ticks (a Python strategy's on_trade is called), not bars
-    new_alarms: list[tuple[str, bool]] = []  # (text, halt trading?) raised since the engine last looked; live feeds own a list
+    new_alarms: list[tuple[str, bool]] | tuple[()] = ()  # (text, halt trading?) raised since the engine last looked; live feeds own a list
 
     def event_ref(self, event: int) -> object:
         """A JSON value naming the market-data message behind event ``event`` (sent with the

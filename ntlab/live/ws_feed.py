@@ -39,7 +39,7 @@ import json
 import time
 import urllib.parse
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
@@ -394,7 +394,7 @@ class BinanceFeed(Feed):
     def _push(self, sym: str, ts: int, price: float, qty: float, recv: int, tid: int) -> None:
         self._event(sym, ts, price, price, price, price, qty, recv, tid)
 
-    def _event(self, sym: str, ts: int, o: float, h: float, l: float, c: float, v: float, recv: int, tid: int) -> None:  # noqa: E741
+    def _event(self, sym: str, ts: int, o: float, h: float, l: float, c: float, v: float, recv: int, tid: int) -> None:
         i = self._row()
         a = self._asset[sym]
         self._ts[i], self._recv[i], self._ids[i], self._assets[i] = ts, recv, tid, a
