@@ -99,6 +99,7 @@ def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:
     assert sheet.read_text().count("data:image/png;base64") == 4
     assert (catalog / "kind=trades" / "symbol=ES").is_dir()
     assert "streaming == Polars" in _outputs(tmp_path / "demo.ipynb")
+    assert "live over WebSockets == venue" in html and "each once at the venue" in _outputs(tmp_path / "demo.ipynb")
 
 
 def test_data_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
