@@ -31,15 +31,18 @@ KILLS = int(os.environ.get("NTLAB_CRASH_KILLS", "20"))
 START_CASH = 1_000_000.0
 
 
-def _session(journal: Path, resume: bool, *pace: str) -> subprocess.Popen:
+def _command(journal: Path, resume: bool, *pace: str) -> list[str]:
     cmd = [
         sys.executable, "-c", "from ntlab.cli import main; main()", "live", "run", "ntlab.strategy.examples:EmaCross",
         "-d", "es_ticks", "-p", "span", "20", "--fee-bps", "0.5", "--journal", str(journal), "--every", "60",
     ]  # fmt: skip
     if resume:
         cmd.append("--resume")
-    cmd += pace
-    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return [*cmd, *pace]
+
+
+def _session(journal: Path, resume: bool, *pace: str) -> subprocess.Popen:
+    return subprocess.Popen(_command(journal, resume, *pace), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
 def _independent_books(venue: np.ndarray) -> dict[str, float]:
@@ -126,8 +129,10 @@ def test_sigkill_at_random_moments_loses_and_doubles_nothing(tmp_path: Path) -> 
     assert killed_running > 0
     print(f"{KILLS} kills, {killed_running} while events flowed, {repaired} left a torn record, missed venue events "
           f"or unacknowledged intents; events done after each: {next_events}")
-    final = subprocess.run(_session(journal, resume=True).args, capture_output=True, text=True, timeout=600, check=True)
+    starts = (read_journal(journal / "journal").kinds == st.K_START).sum() if _started(journal) else 0
+    final = subprocess.run(_command(journal, resume=True), capture_output=True, text=True, timeout=600, check=True)
     assert "finished" in final.stdout.splitlines()[-1], final.stdout + final.stderr
+    assert (read_journal(journal / "journal").kinds == st.K_START).sum() == starts + 1  # one session, not two at once
     rec = recover(journal, 1)
     venue = _check_records(journal)
     _check_books(rec, venue)

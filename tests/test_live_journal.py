@@ -431,6 +431,29 @@ def test_open_continues_after_segment_boundaries(tmp_path: Path) -> None:
 
 
 @pytest.mark.filterwarnings("ignore::ResourceWarning")
+def test_one_writer_at_a_time(tmp_path: Path) -> None:
+    """Two writers would each append at the same slots and overwrite each other's records (a run
+    resumed twice at once): a second one, in this process or another, is refused."""
+    j = Journal(tmp_path, segment_records=4)
+    j.append(1, payload(1))
+    with pytest.raises(JournalError, match="already open for appending .* one writer at a time"):
+        Journal.open(tmp_path)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))}
+    code = "import sys; from ntlab.live.journal import Journal; Journal.open(sys.argv[1]).append(7)"
+    other = subprocess.run([sys.executable, "-c", code, str(tmp_path)], check=False, capture_output=True, text=True, env=env, timeout=120)
+    assert other.returncode == 1 and "already open for appending" in other.stderr, other.stderr
+    assert j.append(2, payload(2)) == 2  # the writer goes on, nothing overwritten
+    j.close()
+    with Journal.open(tmp_path) as k:  # close() hands the lock on
+        assert k.append(3, payload(3)) == 3
+    check_records(read_journal(tmp_path), 3)
+    k = Journal.open(tmp_path)
+    del k  # dropped without close(): the lock goes with it
+    gc.collect()
+    Journal.open(tmp_path).close()
+
+
+@pytest.mark.filterwarnings("ignore::ResourceWarning")
 def test_dropped_journal_stops_its_flusher(tmp_path: Path) -> None:
     j = Journal(tmp_path, flush_interval=0.001)
     thread = j._thread

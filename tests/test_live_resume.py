@@ -22,7 +22,7 @@ from ntlab.live import step as st
 from ntlab.live.engine import LiveEngine
 from ntlab.live.feeds import ReplayFeed, SyntheticFeed
 from ntlab.live.headless import load_strategy, replay_engine, replay_frame, run_session
-from ntlab.live.journal import Journal, read_journal
+from ntlab.live.journal import Journal, JournalError, read_journal
 from ntlab.live.recovery import recover
 from ntlab.strategy import Strategy
 
@@ -113,6 +113,19 @@ def test_a_session_that_died_before_its_start_record_resumes_from_scratch(es: Ba
     assert engine.recovery is None
     final = engine.run(timeout=30)
     assert final.events == 500 and recover(tmp_path, 1).next_event == 500
+
+
+def test_a_session_resumed_twice_at_once_is_refused(es: BarData, tmp_path: Path) -> None:
+    """Two engines resuming one journal at once would both append after its end, overwriting each
+    other's records (the crash test once started its final run twice): the second is refused."""
+    LiveEngine(Ladder(), ReplayFeed(_head(es, 100)), journal_dir=tmp_path).run(timeout=30)
+    first = LiveEngine(Ladder(), ReplayFeed(_head(es, 300)), journal_dir=tmp_path, resume=True)
+    with pytest.raises(JournalError, match="already open for appending"):
+        LiveEngine(Ladder(), ReplayFeed(_head(es, 300)), journal_dir=tmp_path, resume=True)
+    first.run(timeout=30)
+    rec = recover(tmp_path, 1)
+    assert rec.next_event == 300 and rec.appended == 0
+    assert (read_journal(tmp_path / "journal").kinds == st.K_START).sum() == 2
 
 
 def test_replay_at_a_steady_rate(es: BarData) -> None:

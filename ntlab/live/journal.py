@@ -3,6 +3,8 @@
 The engine appends every order intent and venue event with :func:`append_nb` from its compiled
 code before the event takes effect; a restart reads it with :func:`read_journal` or continues it
 with :meth:`Journal.open`. One writer at a time (the engine thread); the flusher thread only fsyncs.
+An open :class:`Journal` holds an exclusive ``flock`` on its folder (the kernel drops it when the
+process dies, SIGKILL included): a second writer, in this process or another, is refused.
 
 Record (format version 1): 20 little-endian 8-byte words = 160 bytes. Word 0 :data:`RECORD_MAGIC`
 (``b"NTJREC"`` + the version as uint16), 1 kind (int64), 2 seq (int64; 1, 2, 3... +1 across the
@@ -38,6 +40,7 @@ not +1, or a bad header is :class:`JournalCorruptError`.
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import mmap
 import os
@@ -282,9 +285,13 @@ def _read_segment(path: Path, is_last: bool) -> tuple[np.ndarray, np.ndarray, To
     return h, u[1:b + 1], torn
 
 
-def _scan(path: Path) -> tuple[list[Path], list[np.ndarray], list[np.ndarray], TornRecord | None]:
+def _exists(path: Path) -> None:
     if not path.exists():
         raise JournalError(f"no journal at {path}: the path does not exist")
+
+
+def _scan(path: Path) -> tuple[list[Path], list[np.ndarray], list[np.ndarray], TornRecord | None]:
+    _exists(path)
     paths = [path] if path.is_file() else _segment_paths(path)
     if not paths:
         raise JournalError(f"no journal segments (journal.NNNNNN) in {path}; start one with Journal({str(path)!r})")
@@ -310,6 +317,24 @@ def read_journal(path: str | os.PathLike[str]) -> JournalScan:
     paths, _, rows, torn = _scan(Path(path))
     kinds, seqs, payload = (np.concatenate([r[:, cols] for r in rows]) for cols in (1, 2, slice(3, WORDS - 1)))
     return JournalScan(kinds.view(np.int64), seqs.view(np.int64), payload.view(np.float64), tuple(paths), torn)
+
+
+def _empty(directory: Path) -> None:
+    if _segment_paths(directory):
+        raise JournalError(f"{directory} already holds a journal; continue it with "
+                           f"Journal.open({str(directory)!r}) or pick an empty folder")
+
+
+def _lock(path: Path) -> int:
+    """Take the writer lock of the journal at ``path`` (an flock on the folder itself); return its fd."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise JournalError(f"the journal in {path} is already open for appending (by another process, or another "
+                           "Journal in this one); one writer at a time: close that one first") from None
+    return fd
 
 
 def _check(segment_records: object, flush_interval: object) -> None:
@@ -351,10 +376,14 @@ class Journal:
         _check(segment_records, flush_interval)
         segment_records = int(segment_records)
         directory.mkdir(parents=True, exist_ok=True)
-        if _segment_paths(directory):
-            raise JournalError(f"{directory} already holds a journal; continue it with "
-                               f"Journal.open({str(directory)!r}) or pick an empty folder")
-        self._start(directory, _create_segment(directory, 0, segment_records, 1), 0, segment_records, flush_interval)
+        _empty(directory)
+        self._release = weakref.finalize(self, os.close, _lock(directory))  # also when dropped without close()
+        try:
+            _empty(directory)  # still, now that it is ours
+            self._start(directory, _create_segment(directory, 0, segment_records, 1), 0, segment_records, flush_interval)
+        except BaseException:
+            self._release()
+            raise
 
     @classmethod
     def open(cls, directory: str | os.PathLike[str], *, segment_records: int | None = None,
@@ -364,13 +393,19 @@ class Journal:
         ``segment_records`` sizes the new segments (default: the size of the last one).
         """
         directory = Path(directory)
-        for tmp in directory.glob("journal.*.tmp"):  # a crash while a segment was being created
-            tmp.unlink()
-        paths, headers, rows, torn = _scan(directory)
-        capacity = int(headers[-1][_H_CAPACITY]) if segment_records is None else segment_records
-        _check(capacity, flush_interval)
+        _exists(directory)
         self = cls.__new__(cls)
-        self._start(directory, paths[-1], rows[-1].shape[0], int(capacity), flush_interval)
+        self._release = weakref.finalize(self, os.close, _lock(directory))  # before anything is changed
+        try:
+            for tmp in directory.glob("journal.*.tmp"):  # a crash while a segment was being created
+                tmp.unlink()
+            paths, headers, rows, torn = _scan(directory)
+            capacity = int(headers[-1][_H_CAPACITY]) if segment_records is None else segment_records
+            _check(capacity, flush_interval)
+            self._start(directory, paths[-1], rows[-1].shape[0], int(capacity), flush_interval)
+        except BaseException:
+            self._release()
+            raise
         if torn is not None:
             self._words[torn.slot + 1:torn.slot + 1 + torn.discarded] = 0
         self._fsync()  # what a killed process left in the page cache is on disk from here
@@ -472,6 +507,7 @@ class Journal:
             self._flush()
             self._fsync()  # the header's on-disk seq as well
             self._unmap()
+        self._release()  # the writer lock: another writer may continue the journal now
 
     def __enter__(self) -> Self:
         return self
