@@ -437,7 +437,7 @@ def _run_dask(job: _Job, combos: list[dict[str, Any]], n_jobs: int, bar: Any, ad
             client = Client(cluster)
             opened.append(client)
         shared = dataclasses.replace(job, data=None)
-        data = client.scatter(job.data, broadcast=True)
+        data = client.scatter(job.data, broadcast=True, hash=False)  # a key of its own: a content-hashed key is shared with (and released by) earlier sweeps on the scheduler
         futures = [client.submit(_run_on_dask_worker, shared, data, params, pure=False) for params in combos]
         for _ in dask_as_completed(futures):
             bar.update()
