@@ -9,6 +9,7 @@ import sys
 import numpy as np
 import polars as pl
 import pytest
+import scipy.special
 import torch
 
 import ntlab.datasets
@@ -17,7 +18,12 @@ from ntlab.exceptions import ConfigError, ModelError
 from ntlab.models.export import ExportedMLP, export_gru, export_mlp, gru_step_nb, load_exported, mlp_forward_nb
 from ntlab.strategy.examples import mlp_signal
 
-TOL = {"rtol": 1e-5, "atol": 1e-5}
+# torch's float32 CPU kernels are not bit-stable across instruction sets: on an AVX-512 CI
+# machine its outputs for the tanh network moved by up to 3e-5 from this machine's (see
+# pytorch/pytorch#155423). Against torch the tolerance covers that; against the float64
+# reference below (the same network in numpy float64) the exported kernel is held to 1e-5.
+TOL = {"rtol": 1e-4, "atol": 1e-4}
+EXACT = {"rtol": 1e-5, "atol": 1e-5}
 
 
 def mlp(inputs: int, *layers: torch.nn.Module) -> torch.nn.Sequential:
@@ -55,6 +61,26 @@ class Gru(torch.nn.Module):
         return self.head(self.rnn(x)[0][:, -1])
 
 
+def float64_out(model: torch.nn.Sequential, x: np.ndarray) -> np.ndarray:
+    """The network evaluated layer by layer in numpy float64: a reference that depends on no
+    vectorised float32 kernel."""
+    v = x.astype(np.float64)
+    for layer in model:
+        if isinstance(layer, torch.nn.Linear):
+            v = v @ layer.weight.detach().double().numpy().T
+            if layer.bias is not None:
+                v = v + layer.bias.detach().double().numpy()
+        elif isinstance(layer, torch.nn.ReLU):
+            v = np.maximum(v, 0.0)
+        elif isinstance(layer, torch.nn.Tanh):
+            v = np.tanh(v)
+        elif isinstance(layer, torch.nn.GELU):
+            v = 0.5 * v * (1.0 + scipy.special.erf(v / np.sqrt(2.0)))
+        elif isinstance(layer, torch.nn.Sigmoid):
+            v = 1.0 / (1.0 + np.exp(-v))
+    return v
+
+
 def torch_out(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
     model.eval()
     with torch.no_grad():
@@ -66,6 +92,7 @@ def test_mlp_equals_torch_on_random_weights(name) -> None:  # noqa: ANN001
     model = ARCHITECTURES[name]()
     exported = export_mlp(model)
     x = np.random.default_rng(1).standard_normal((300, exported.inputs)).astype(np.float32)
+    np.testing.assert_allclose(exported.predict(x), float64_out(model, x), **EXACT)
     np.testing.assert_allclose(exported.predict(x), torch_out(model, x), **TOL)
     one = np.zeros(exported.outputs, dtype=np.float32)
     mlp_forward_nb(exported.params, exported.layout, x[7], exported.scratch(), one)
