@@ -87,8 +87,9 @@ def test_kernels_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, mo
 
 def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:
     catalog = tmp_path / "catalog"
-    sheet = tmp_path / "backtest.html"
+    sheet, book_sheet = tmp_path / "backtest.html", tmp_path / "portfolio.html"
     args = ["run", str(repo / "templates/demo.ipynb"), "-o", str(tmp_path), "-p", "catalog", str(catalog), "-p", "tearsheet", str(sheet)]
+    args += ["-p", "portfolio_tearsheet", str(book_sheet), "-p", "portfolio_stocks", "20"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     report = tmp_path / "demo.html"
@@ -98,6 +99,8 @@ def test_demo_template_writes_its_report(repo: Path, tmp_path: Path) -> None:
     assert html.count("data:image/png;base64") >= 3  # the two figures and the sweep heatmap
     assert sheet.read_text().count("data:image/png;base64") == 4
     assert (catalog / "kind=trades" / "symbol=ES").is_dir()
+    assert "equal-weight book return" in html and "48 monthly rebalances" in _outputs(tmp_path / "demo.ipynb")
+    assert "Rebalancing: max_sharpe" in book_sheet.read_text()
     assert "streaming == Polars" in _outputs(tmp_path / "demo.ipynb")
     assert "live over WebSockets == venue" in html and "each once at the venue" in _outputs(tmp_path / "demo.ipynb")
 
