@@ -52,7 +52,6 @@ import json
 import logging
 import random
 import re
-import signal
 import threading
 import time
 import zlib
@@ -75,6 +74,7 @@ from websockets.protocol import State
 
 from ntlab.data.orderbook import BookStatus, OrderBook
 from ntlab.exceptions import ConfigError, DataError, NtlabError
+from ntlab.live._serving import block_until_interrupted
 
 __all__ = ["Faults", "ReplayServer"]
 
@@ -837,21 +837,8 @@ class ReplayServer:
     def serve_forever(self) -> None:
         """Start (if needed) and block until KeyboardInterrupt or SIGTERM, then stop."""
         self.start()
-        previous = None
-        if threading.current_thread() is threading.main_thread():
-            def on_term(signum: int, frame: object) -> None:
-                raise KeyboardInterrupt
-
-            previous = signal.signal(signal.SIGTERM, on_term)
-        try:
-            while self._thread is not None and self._thread.is_alive():
-                self._thread.join(0.5)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            if previous is not None:
-                signal.signal(signal.SIGTERM, previous)
-            self.stop()
+        assert self._thread is not None
+        block_until_interrupted(self._thread, self.stop)
 
     def __enter__(self) -> Self:
         return self.start()

@@ -93,7 +93,6 @@ import logging
 import math
 import os
 import random
-import signal
 import sys
 import threading
 import time
@@ -109,6 +108,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ntlab.exceptions import ConfigError, NtlabError
+from ntlab.live._serving import block_until_interrupted
 
 __all__ = ["ORDER_SCHEMA", "TOKEN_ENV", "VenueConfig", "VenueServer", "serve_main"]
 
@@ -422,16 +422,10 @@ class VenueServer:
             thread.join(timeout)
 
     def serve_forever(self) -> None:
-        """Start (if needed) and serve until :meth:`stop` or KeyboardInterrupt."""
+        """Start (if needed) and serve until :meth:`stop`, KeyboardInterrupt or SIGTERM."""
         self.start()
         assert self._thread is not None
-        try:
-            while self._thread.is_alive():
-                self._thread.join(0.2)
-        except KeyboardInterrupt:
-            pass
-        finally:
-            self.stop()
+        block_until_interrupted(self._thread, self.stop)
 
     def __enter__(self) -> Self:
         return self.start()
@@ -977,10 +971,6 @@ class VenueServer:
                 self._trade(sym, price)
 
 
-def _raise_interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def serve_main(
     *,
     host: str = "127.0.0.1",
@@ -1004,22 +994,16 @@ def serve_main(
     Prints one line ``venue ws://HOST:PORT (account(s) ..., market data ...)`` once listening
     and returns 0 after a clean stop.
     """
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main else None
-    try:
-        venue = VenueServer(
-            host=host, port=port, token=token, accounts=accounts, prices=prices, symbols=symbols,
-            market_data=market_data, streams=streams, cash=cash, fee_bps=fee_bps, slippage_bps=slippage_bps,
-            fill_delay_ms=fill_delay_ms, drop_after=drop_after, drop_prob=drop_prob, seed=seed,
-        ).start()  # fmt: skip
-        cfg = venue.config
-        who = ", ".join(cfg.accounts) if cfg.accounts else "any"
-        md = f"{cfg.market_data} {list(cfg.all_streams())}" if cfg.market_data else "set_price/prices only"
-        extra = ", token required" if cfg.token else ""
-        print(f"venue {venue.url} (account(s) {who}, market data {md}, symbols {', '.join(venue.symbols)}{extra})")
-        sys.stdout.flush()
-        venue.serve_forever()
-    finally:
-        if main:
-            signal.signal(signal.SIGTERM, previous)
+    venue = VenueServer(
+        host=host, port=port, token=token, accounts=accounts, prices=prices, symbols=symbols,
+        market_data=market_data, streams=streams, cash=cash, fee_bps=fee_bps, slippage_bps=slippage_bps,
+        fill_delay_ms=fill_delay_ms, drop_after=drop_after, drop_prob=drop_prob, seed=seed,
+    ).start()  # fmt: skip
+    cfg = venue.config
+    who = ", ".join(cfg.accounts) if cfg.accounts else "any"
+    md = f"{cfg.market_data} {list(cfg.all_streams())}" if cfg.market_data else "set_price/prices only"
+    extra = ", token required" if cfg.token else ""
+    print(f"venue {venue.url} (account(s) {who}, market data {md}, symbols {', '.join(venue.symbols)}{extra})")
+    sys.stdout.flush()
+    venue.serve_forever()
     return 0
