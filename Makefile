@@ -37,6 +37,8 @@ test: $(STAMP) system
 bench: $(STAMP)
 	$(VENV)/bin/ntlab bench data --json out/bench/data.json
 	$(VENV)/bin/ntlab bench kernels --json out/bench/kernels.json
+	$(VENV)/bin/ntlab bench inference --json out/bench/inference.json
+	$(VENV)/bin/ntlab bench portfolio --json out/bench/portfolio.json
 	$(VENV)/bin/ntlab bench live_latency --json out/bench/live_latency.json
 	$(VENV)/bin/ntlab bench websocket --json out/bench/websocket.json
 

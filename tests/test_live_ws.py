@@ -211,6 +211,51 @@ def test_engine_restart_with_a_remote_venue_resumes_after_the_last_report(tmp_pa
     assert b.positions["qty"][0] == pytest.approx(account["positions"].get("BTCUSDT", 0.0), abs=1e-12)
 
 
+class CancelWhenTold(Strategy):
+    """A far limit buy at the 5th trade; cancelled at the first trade after ``cancel_now`` is set."""
+
+    def __init__(self) -> None:
+        self.n, self.order, self.cancel_now = 0, -1, False
+
+    def on_bar(self, ctx) -> None:
+        self.n += 1
+        if self.n == 5:
+            self.order = ctx.submit("BTCUSDT", 0.01, "limit", limit=round(ctx.price("BTCUSDT") * 0.5, 2))
+        elif self.cancel_now and self.order >= 0:
+            ctx.cancel(self.order)
+            self.order = -1
+
+
+class Idle(Strategy):
+    def on_bar(self, ctx) -> None:
+        pass
+
+
+def test_a_cancel_unanswered_before_a_restart_is_sent_again(tmp_path) -> None:
+    with ReplayServer([data_file(SPOT)], speed=20.0) as server, VenueServer(prices={"BTCUSDT": 61_000.0}) as venue:
+        strategy = CancelWhenTold()
+        first = LiveEngine(strategy, BinanceFeed(server.url, ["btcusdt@trade"]), venue=RemoteVenue(url=venue.url, settle_timeout=0.3),
+                           journal_dir=tmp_path).start()  # fmt: skip
+        deadline = time.monotonic() + 30
+        while venue.orders("paper").height == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first._link._send = lambda data: None  # the cancel is taken but never reaches the venue (a socket dying)
+        strategy.cancel_now = True
+        while not first._link.pending_cancel and time.monotonic() < deadline:
+            time.sleep(0.02)
+        first.stop()
+        server.pause()  # the second run's feed goes idle at once: it only has to settle the venue
+        before = venue.orders("paper")["status"].to_list()
+        second = LiveEngine(Idle(), BinanceFeed(server.url, ["btcusdt@trade"], end_after_idle=0.5), venue=RemoteVenue(url=venue.url),
+                            journal_dir=tmp_path, resume=True)  # fmt: skip
+        assert second.recovery is not None and second.recovery.open_orders.shape[0] == 1
+        final = second.run(timeout=60)
+        after = venue.orders("paper")["status"].to_list()
+    assert len(before) == 1 and before != ["cancelled"]
+    assert after == ["cancelled"] and final.open_orders.height == 0 and not final.alarms
+    assert second.events().filter(pl.col("event") == "cancelled").height == 1
+
+
 def test_stale_feed_raises_an_alarm_and_halts_trading() -> None:
     with ReplayServer([data_file(SPOT)], speed=5.0) as server, VenueServer(prices={"BTCUSDT": 61_000.0}) as venue:
         feed = BinanceFeed(server.url, ["btcusdt@trade"], stale_after=0.3)

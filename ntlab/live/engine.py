@@ -336,8 +336,12 @@ class LiveEngine:
             jr = read_journal(mine)
             venue_rows = jr.payload[jr.kinds == st.K_VENUE]
             self._link.last_seq = int(venue_rows[:, st.V_SEQ].max()) if venue_rows.shape[0] else 0
+            intents = jr.payload[jr.kinds == st.K_INTENT]
+            asked = set(intents[intents[:, o.O_KIND] == o.RQ_CANCEL, o.O_ID].astype(np.int64).tolist())
             for row in rec.open_orders:
                 self._send_new(row[o.O_ID], row[o.O_ASSET], row[o.O_QTY], row[o.O_TYPE], row[o.O_LIMIT], rec.next_event - 1)
+                if int(row[o.O_ID]) in asked:  # its cancel got no answer before the restart: ask again
+                    self._link.send_cancel(self._cid(row[o.O_ID]))
         self.journal = Journal.open(self.journal_dir / "journal")
         self.venue_record = Journal.open(self.journal_dir / "venue")
 

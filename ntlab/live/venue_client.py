@@ -12,7 +12,9 @@ order is lost or doubled across disconnects because of four rules:
    link asks ``resume`` from the last one booked and the venue re-sends what came after;
    reports at or below it are skipped (counted as ``duplicate_reports``).
 3. **Resend.** Orders and cancels sent but not yet answered are sent again after the resume
-   (the venue dedupes them by cid).
+   (the venue dedupes them by cid). After a restart, the orders the journal shows open are sent
+   again, and so are the cancels journalled for them (a cancel the venue already answered only
+   draws a ``cancel_rejected``).
 4. **Reconciliation.** After each (re)connection the link asks the venue's positions; once every
    report up to the venue's ``last_seq`` is booked, they must equal the engine's, otherwise
    trading is halted and an alarm is raised (``snapshot().alarms``).
