@@ -234,8 +234,11 @@ def test_portfolio_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, 
     result = CliRunner().invoke(main, ["bench", "portfolio", "--json", str(out), *small])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    assert set(doc["metrics"]) == {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s", "rebalance_max_sharpe_8_s"}
-    assert all(m["value"] > 0 and m["better"] == "lower" for m in doc["metrics"].values())
+    timed = {"max_sharpe_5_s", "hrp_5_s", "max_sharpe_10_s", "hrp_10_s", "rebalance_max_sharpe_8_s"}
+    ratios = {"max_sharpe_10_speedup_vs_pypfopt", "hrp_10_speedup_vs_pypfopt"}
+    assert set(doc["metrics"]) == timed | ratios
+    assert all(doc["metrics"][m]["value"] > 0 and doc["metrics"][m]["better"] == "lower" for m in timed)
+    assert all(doc["metrics"][m]["peer"] == "pypfopt" and doc["metrics"][m]["better"] == "higher" for m in ratios)
 
 
 def test_live_latency_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:

@@ -154,10 +154,13 @@ def _polars_to_wide(prices: pl.DataFrame) -> pd.DataFrame:
 def _validate_wide(wide: pd.DataFrame) -> None:
     if wide.shape[1] < 2:
         raise DataError(f"portfolio optimisation needs at least 2 assets; got {list(wide.columns)}")
-    empty = [c for c in wide.columns if wide[c].isna().all()]
+    values = wide.to_numpy(dtype=float)  # whole-frame checks: per-column pandas loops cost 0.1 s at 500 assets
+    columns = np.asarray(wide.columns, dtype=object)
+    empty = columns[np.isnan(values).all(axis=0)].tolist()
     if empty:
         raise DataError(f"price columns with no values (all NaN/null): {empty}; drop them")
-    bad = [c for c in wide.columns if (wide[c] <= 0).any()]
+    with np.errstate(invalid="ignore"):
+        bad = columns[(values <= 0).any(axis=0)].tolist()
     if bad:
         raise DataError(f"prices must be positive; non-positive prices in {bad}")
     if not wide.index.is_monotonic_increasing:
