@@ -218,16 +218,18 @@ def arrays(ctx: Ctx) -> dict[str, np.ndarray]:
 
 
 def grown(ctx: Ctx) -> Ctx:
-    """``ctx`` with twice the room in its event and trade logs (the contents are kept)."""
-
-    def double(a: np.ndarray) -> np.ndarray:
-        b = np.zeros((2 * a.shape[0], a.shape[1]))
-        b[: a.shape[0]] = a
-        return b
-
+    """``ctx`` with room for a bar's worst case in its event and trade logs (the contents are
+    kept). A full log grows four times over, the other stays: growing was a fifth of a 1 M-tick
+    backtest's time when both logs doubled together (copies, and first touches of new pages)."""
     fields = arrays(ctx)
-    fields["events"] = double(fields["events"])
-    fields["trades"] = double(fields["trades"])
+    worst = int(worst_case_nb(ctx))
+    for log, used in (("events", "n_events"), ("trades", "n_trades")):
+        a = fields[log]
+        n = int(fields[used][0])
+        if n + worst > a.shape[0]:
+            bigger = np.zeros((4 * max(a.shape[0], n + worst), a.shape[1]))
+            bigger[:n] = a[:n]
+            fields[log] = bigger
     return _new_ctx(*(fields[name] for name in _FIELDS))
 
 

@@ -71,14 +71,14 @@ def _sma_cross_init(fast: int = 10, slow: int = 50, size: float = 1.0) -> tuple[
 
 @njit(**_KW)
 def _ema_cross_on_bar(ctx, state: tuple) -> None:  # noqa: ANN001
-    fast_state, slow_state, scalars = state
+    ema_state, scalars = state
     close = v.price(ctx, 0)
-    _act_nb(ctx, scalars, _cross_signal_nb(scalars, ki.ema_update_nb(fast_state, close), ki.ema_update_nb(slow_state, close)))
+    _act_nb(ctx, scalars, _cross_signal_nb(scalars, close, ki.ema_update_nb(ema_state, close)))
 
 
 def _ema_cross_init(span: int = 100, size: float = 1.0) -> tuple[np.ndarray, ...]:
-    """Price against its EMA: the 'fast' average is the price itself (an EMA of span 1)."""
-    return _cross_init(ki.ema_state_nb(1), ki.ema_state_nb(span), size)
+    """Price against its EMA (the price is the 'fast' side: an EMA of span 1 would equal it)."""
+    return ki.ema_state_nb(span), np.array([size, np.nan])
 
 
 sma_cross = CompiledStrategy(on_bar=_sma_cross_on_bar, init=_sma_cross_init)
