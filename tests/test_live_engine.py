@@ -181,6 +181,14 @@ def test_risk_limits_change_while_running(es: pl.DataFrame, tmp_path) -> None:
     sent_before = engine.snapshot().counters["orders_sent"]  # orders may have left before the change
     with pytest.raises(ConfigError, match="RiskLimits"):
         engine.set_risk_limits({"max_order_qty": 1})
+    with pytest.raises(ConfigError, match=r"unknown risk limit\(s\) \['max_qty'\]; the limits are \[.*'max_order_qty'"):
+        engine.set_risk_limits(max_qty=1.0)
+    with pytest.raises(ConfigError, match="not both"):
+        engine.set_risk_limits(RiskLimits(), max_order_qty=1.0)
+    with pytest.raises(ConfigError, match="nothing to change"):
+        engine.set_risk_limits()
+    engine.set_risk_limits(max_position=50.0)  # one field changed, the others kept
+    assert engine.limits == RiskLimits(max_order_qty=1.0, max_position=50.0)
     deadline = time.monotonic() + 30
     while engine.snapshot().counters["risk_rejects"] == 0 and time.monotonic() < deadline:
         time.sleep(0.05)

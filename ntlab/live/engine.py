@@ -16,6 +16,7 @@ applied and gets :class:`CommandTimeout` after ``timeout`` seconds otherwise.
 from __future__ import annotations
 
 import collections
+import dataclasses
 import datetime as dt
 import html
 import queue
@@ -734,8 +735,18 @@ class LiveEngine:
             raise ConfigError(f"trading state must be one of {rk.STATES}, got {state!r}")
         self._command("trading_state", rk.STATES.index(state), timeout=timeout)
 
-    def set_risk_limits(self, limits: rk.RiskLimits, timeout: float = 5.0) -> None:
-        """Replace the pre-trade limits (applied from the next event)."""
+    def set_risk_limits(self, limits: rk.RiskLimits | None = None, *, timeout: float = 5.0, **changes: Any) -> None:
+        """Replace the pre-trade limits (applied from the next event): a whole ``RiskLimits``,
+        or the current ones with some fields changed (``set_risk_limits(max_order_qty=1.0)``;
+        ``None`` turns a limit off)."""
+        if limits is not None and changes:
+            raise ConfigError("give either a RiskLimits or the fields to change, not both")
+        if limits is None:
+            known = {f.name for f in dataclasses.fields(rk.RiskLimits)}
+            unknown = sorted(set(changes) - known)
+            if unknown or not changes:
+                raise ConfigError(f"unknown risk limit(s) {unknown}; the limits are {sorted(known)}" if unknown else "nothing to change: give a RiskLimits or fields of it")
+            limits = dataclasses.replace(self.limits, **changes)
         if not isinstance(limits, rk.RiskLimits):
             raise ConfigError(f"limits must be a RiskLimits, got {type(limits).__name__}")
         self._command("limits", limits, timeout=timeout)
