@@ -143,7 +143,7 @@ def test_backtest_peers_benchmark_runs_without_peers(repo: Path, tmp_path: Path,
     result = CliRunner().invoke(main, ["bench", "backtest_peers", "--json", str(out), *small])
     assert result.exit_code == 0, result.output
     doc = json.loads(out.read_text())
-    for name in ("w1_ntlab_s", "w1_ntlab_event_s", "w2_ntlab_s", "w3_compiled_ns_per_event", "w3_python_ns_per_event"):
+    for name in ("w1_ntlab_s", "w1_ntlab_event_s", "w2_ntlab_s", "w2_ntlab_per_run_s", "w3_compiled_ns_per_event", "w3_python_ns_per_event"):
         assert doc["metrics"][name]["value"] > 0
     assert not any(name.startswith(("w1_speedup", "w2_speedup", "w3_compiled_speedup")) for name in doc["metrics"])
 
