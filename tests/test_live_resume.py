@@ -72,7 +72,9 @@ def test_a_resumed_session_equals_an_uninterrupted_one(es: BarData, tmp_path: Pa
     assert rec.cash == pytest.approx(first.cash, rel=1e-12) and rec.position[0] == first.positions["qty"][0]
     assert sorted(rec.open_orders[:, o.O_ID].astype(int).tolist()) == first.open_orders["order_id"].to_list()
     final = resumed.run(timeout=120)
-    assert final.status == "finished" and final.events == es.ts.size - split
+    assert final.status == "finished" and final.events == es.ts.size  # counters go on across the restart
+    session = ("events", "orders_sent", "cancels_sent", "venue_events", "fills", "venue_rejects", "risk_rejects")
+    assert {k: final.counters[k] for k in session} == {k: whole.counters[k] for k in session} and final.risk_rejects == whole.risk_rejects
     np.testing.assert_array_equal(_venue(tmp_path / "split"), _venue(tmp_path / "whole"))
     assert (_venue(tmp_path / "whole")[:, o.E_KIND] == o.FILLED).sum() > 50
     assert final.cash == pytest.approx(whole.cash, rel=1e-12)
@@ -91,8 +93,12 @@ def test_resume_keeps_the_halted_state_and_order_ids(es: BarData, tmp_path: Path
     resumed = LiveEngine(Ladder(), ReplayFeed(es), journal_dir=tmp_path, resume=True)
     assert resumed.recovery.trading_state == 2 and resumed.snapshot().trading_state == "halted"
     assert resumed.recovery.next_event == stopped.events
+    before = resumed.snapshot()
+    assert before.counters["orders_sent"] == stopped.counters["orders_sent"] and before.events == stopped.events
     final = resumed.run(timeout=60)
-    assert final.counters["orders_sent"] == 0 and final.counters["risk_rejects"] > 0  # still halted
+    assert final.counters["orders_sent"] == stopped.counters["orders_sent"]  # still halted: nothing more sent
+    assert final.counters["risk_rejects"] > stopped.counters["risk_rejects"]
+    assert sum(final.risk_rejects.values()) == final.counters["risk_rejects"]
     ids = _venue(tmp_path)[:, o.E_ORDER]
     assert np.unique(ids).size == ids.size or ids.max() < resumed.recovery.next_order_id
 

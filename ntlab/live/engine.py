@@ -276,6 +276,7 @@ class LiveEngine:
         self._link = VenueLink(venue) if venue is not None else None
         self._asset_of = {s: i for i, s in enumerate(self.symbols)}
         self._alarms: list[str] = []
+        self._events_before = 0  # events of the journalled run a resumed engine continues
         if resume:
             self._resume()
         else:
@@ -333,11 +334,12 @@ class LiveEngine:
         self.feed.seek(rec.next_event)
         self._t = rec.next_event
         self.recovery = rec
+        jr = read_journal(mine)
+        intents, venue_rows = jr.payload[jr.kinds == st.K_INTENT], jr.payload[jr.kinds == st.K_VENUE]
+        first_event = int(jr.payload[jr.kinds == st.K_START][0, 2])  # where the journalled session began
+        self._continue_counters(rec.next_event - first_event, intents, venue_rows, jr.payload[jr.kinds == st.K_RISK_REJECT])
         if self._link is not None:  # the venue re-sends what came after the last report booked; orders still open are sent again (deduped by cid)
-            jr = read_journal(mine)
-            venue_rows = jr.payload[jr.kinds == st.K_VENUE]
             self._link.last_seq = int(venue_rows[:, st.V_SEQ].max()) if venue_rows.shape[0] else 0
-            intents = jr.payload[jr.kinds == st.K_INTENT]
             asked = set(intents[intents[:, o.O_KIND] == o.RQ_CANCEL, o.O_ID].astype(np.int64).tolist())
             for row in rec.open_orders:
                 self._send_new(row[o.O_ID], row[o.O_ASSET], row[o.O_QTY], row[o.O_TYPE], row[o.O_LIMIT], rec.next_event - 1)
@@ -345,6 +347,25 @@ class LiveEngine:
                     self._link.send_cancel(self._cid(row[o.O_ID]))
         self.journal = Journal.open(self.journal_dir / "journal")
         self.venue_record = Journal.open(self.journal_dir / "venue")
+
+    def _continue_counters(self, events: int, intents: np.ndarray, venue: np.ndarray, risk_rejects: np.ndarray) -> None:
+        """Counters go on from the journalled session's (a restart does not reset the fills a
+        desk watches); ring drops, journal rolls, tick-to-order samples and the events-per-second
+        rate are this run's, like the latency histogram."""
+        c, kinds = self._counters, venue[:, o.E_KIND]
+        new = int((intents[:, o.O_KIND] == o.RQ_NEW).sum())
+        c[st.N_EVENTS] = events
+        c[st.N_INTENTS], c[st.N_CANCELS] = new, intents.shape[0] - new
+        c[st.N_VENUE_EVENTS] = venue.shape[0]
+        c[st.N_FILLS] = int(np.isin(kinds, (o.FILLED, o.PARTIALLY_FILLED)).sum())
+        c[st.N_VENUE_REJECTS] = int((kinds == o.REJECTED).sum())
+        c[st.N_RISK_REJECTS] = risk_rejects.shape[0]
+        r = self._risk_counters
+        r[rk.N_PASSED], r[rk.N_REJECTED] = new, risk_rejects.shape[0]
+        r[rk.N_CHECKED] = new + risk_rejects.shape[0]
+        for reason in risk_rejects[:, o.E_REASON].astype(np.int64):
+            r[rk.N_BY_REASON + reason - o.R_RISK_ORDER_SIZE] += 1
+        self._events_before = int(c[st.N_EVENTS])
 
     def _make_io(self) -> tuple:
         jw, jf, js = self.journal.arrays()
@@ -818,7 +839,7 @@ class LiveEngine:
             counters=counters,
             risk_rejects=risk,
             latency_us=latency,
-            events_per_s=self._counters[st.N_EVENTS] / seconds if seconds else 0.0,
+            events_per_s=(self._counters[st.N_EVENTS] - self._events_before) / seconds if seconds else 0.0,
             queues={"commands": self._commands.qsize(), "event_ring": len(self.ring)},
             journal={"dir": str(self.journal_dir), "records": self.journal.next_seq - 1, "durable": self.journal.durable_seq},
             error=self._error,
