@@ -12,7 +12,13 @@ from numba import njit
 
 import ntlab.datasets
 from ntlab.backtest import backtest, bar_data
-from ntlab.backtest.vectorized import _fast_path, backtest_signals, backtest_targets, crossovers, sweep_signals
+from ntlab.backtest.vectorized import (
+    _fast_path,
+    backtest_signals,
+    backtest_targets,
+    crossovers,
+    sweep_signals,
+)
 from ntlab.exceptions import ConfigError, DataError
 from ntlab.execution import ExecutionModel
 from ntlab.execution import broker as b
@@ -152,7 +158,7 @@ def _crossover_columns(close: np.ndarray, pairs: list[tuple[int, int]]) -> tuple
     return np.column_stack(entries), np.column_stack(exits)
 
 
-def _one_by_one(bars, entries, exits, **kwargs) -> list[dict]:  # noqa: ANN001
+def _one_by_one(bars, entries, exits, **kwargs) -> list[dict]:
     rows = []
     for k in range(entries.shape[1]):
         r = backtest_signals(bars, entries[:, k], exits[:, k], size=kwargs.get("size", 1.0), model=kwargs.get("model"))
@@ -166,7 +172,7 @@ def _one_by_one(bars, entries, exits, **kwargs) -> list[dict]:  # noqa: ANN001
     ("model", "size", "risk_free"),
     [(None, 1.0, 0.0), (ExecutionModel(fee_bps=10.0, slippage_bps=2.0, fee_fixed=0.35), 7.0, 0.04)],
 )
-def test_sweep_equals_a_backtest_per_column(spy_minutes, model, size, risk_free) -> None:  # noqa: ANN001
+def test_sweep_equals_a_backtest_per_column(spy_minutes, model, size, risk_free) -> None:
     close = spy_minutes["close"].to_numpy()
     pairs = [(f, s) for f in (3, 5, 10, 20) for s in (30, 60, 120) if f < s]
     entries, exits = _crossover_columns(close, pairs)
@@ -180,7 +186,7 @@ def test_sweep_equals_a_backtest_per_column(spy_minutes, model, size, risk_free)
             assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-9), name
 
 
-def test_sweep_falls_back_to_the_broker_where_the_kernel_does_not_apply(spy_minutes) -> None:  # noqa: ANN001
+def test_sweep_falls_back_to_the_broker_where_the_kernel_does_not_apply(spy_minutes) -> None:
     """A leverage limit (and a volume limit, a latency, next-open fills, several assets or a
     missing close) is the broker's business: each column then runs through backtest_signals."""
     close = spy_minutes["close"].to_numpy()
@@ -194,7 +200,7 @@ def test_sweep_falls_back_to_the_broker_where_the_kernel_does_not_apply(spy_minu
         assert loose[name].to_list() == pytest.approx(fast[name].to_list(), rel=1e-9), name
 
 
-def test_sweep_inputs_and_errors(spy_minutes, two_assets) -> None:  # noqa: ANN001
+def test_sweep_inputs_and_errors(spy_minutes, two_assets) -> None:
     n = spy_minutes.height
     entries = np.zeros((n, 3), dtype=bool)
     entries[10, :] = True

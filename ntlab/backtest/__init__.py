@@ -11,6 +11,11 @@
 
 from ntlab.backtest.engine import BarData, backtest, bar_data
 from ntlab.backtest.results import Result
-from ntlab.backtest.vectorized import backtest_signals, backtest_targets, crossovers, sweep_signals
+from ntlab.backtest.vectorized import (
+    backtest_signals,
+    backtest_targets,
+    crossovers,
+    sweep_signals,
+)
 
 __all__ = ["BarData", "Result", "backtest", "backtest_signals", "backtest_targets", "bar_data", "crossovers", "sweep_signals"]
