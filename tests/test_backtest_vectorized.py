@@ -179,8 +179,9 @@ def test_sweep_equals_a_backtest_per_column(spy_minutes, model, size, risk_free)
     labels = pl.DataFrame({"fast": [p[0] for p in pairs], "slow": [p[1] for p in pairs]})
     assert _fast_path(bar_data(spy_minutes), model or ExecutionModel())  # the fused kernel runs here
     swept = sweep_signals(spy_minutes, entries, exits, size=size, model=model, labels=labels, risk_free=risk_free)
-    assert swept.columns[:2] == ["fast", "slow"] and swept.height == len(pairs)
-    for got, want in zip(swept.iter_rows(named=True), _one_by_one(spy_minutes, entries, exits, size=size, model=model, risk_free=risk_free), strict=True):
+    assert swept.params == ("fast", "slow") and swept.frame.columns[:2] == ["fast", "slow"] and len(swept) == len(pairs)
+    assert swept.n_failed == 0 and set(swept.best("sharpe")) == {"fast", "slow"}
+    for got, want in zip(swept.frame.iter_rows(named=True), _one_by_one(spy_minutes, entries, exits, size=size, model=model, risk_free=risk_free), strict=True):
         assert got["n_trades"] == want["n_trades"] > 0
         for name in ("win_rate", "pnl", "total_fees", "end_equity", "total_return", "max_drawdown", "sharpe", "exposure"):
             assert got[name] == pytest.approx(want[name], rel=1e-9, abs=1e-9), name
@@ -192,10 +193,10 @@ def test_sweep_falls_back_to_the_broker_where_the_kernel_does_not_apply(spy_minu
     close = spy_minutes["close"].to_numpy()
     entries, exits = _crossover_columns(close, [(5, 30), (10, 60)])
     capped = ExecutionModel(fee_bps=1.0, max_leverage=0.0001)  # refuses every entry
-    swept = sweep_signals(spy_minutes, entries, exits, model=capped)
+    swept = sweep_signals(spy_minutes, entries, exits, model=capped).frame
     assert swept["n_trades"].to_list() == [0, 0] and swept["exposure"].to_list() == [0.0, 0.0]
-    loose = sweep_signals(spy_minutes, entries, exits, model=ExecutionModel(fee_bps=1.0, max_leverage=1000.0))
-    fast = sweep_signals(spy_minutes, entries, exits, model=ExecutionModel(fee_bps=1.0))
+    loose = sweep_signals(spy_minutes, entries, exits, model=ExecutionModel(fee_bps=1.0, max_leverage=1000.0)).frame
+    fast = sweep_signals(spy_minutes, entries, exits, model=ExecutionModel(fee_bps=1.0)).frame
     for name in ("n_trades", "pnl", "end_equity", "max_drawdown", "sharpe"):
         assert loose[name].to_list() == pytest.approx(fast[name].to_list(), rel=1e-9), name
 
@@ -206,9 +207,9 @@ def test_sweep_inputs_and_errors(spy_minutes, two_assets) -> None:
     entries[10, :] = True
     exits = np.zeros(n)  # one column for all, numbers taken as signals
     exits[20] = 1.0
-    swept = sweep_signals(spy_minutes, entries, exits, labels=["a", "b", "c"])
+    swept = sweep_signals(spy_minutes, entries, exits, labels=["a", "b", "c"]).frame
     assert swept["column"].to_list() == ["a", "b", "c"] and swept["n_trades"].to_list() == [1, 1, 1]
-    assert sweep_signals(spy_minutes, entries[:, 0], exits)["column"].to_list() == [0]
+    assert sweep_signals(spy_minutes, entries[:, 0], exits).frame["column"].to_list() == [0]
     with pytest.raises(ConfigError, match="on one asset; these bars hold 2 symbols"):
         sweep_signals(two_assets, entries, exits)
     with pytest.raises(DataError, match=r"entries have 3 columns and exits 2"):

@@ -68,7 +68,7 @@ def test_tutorial_runs(repo: Path, tmp_path: Path) -> None:
 def test_features_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     result = run_notebook(repo / "notebooks/02_features.ipynb", out_dir=tmp_path, cwd=repo)
     assert "streaming EMA == batch EMA: True" in _outputs(result.notebook)
-    assert _images(result.notebook) == 3
+    assert _images(result.notebook) == 4  # equity, drawdown, the sweep heatmap and the fused sweep's
 
 
 def test_kernels_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:
@@ -130,7 +130,7 @@ def test_backtest_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     text = _outputs(result.notebook)
     assert "compiled trades == vectorised trades: True" in text
     assert "folds; out-of-sample total return" in text
-    assert _images(result.notebook) == 3
+    assert _images(result.notebook) == 4  # equity, drawdown, the sweep heatmap and the fused sweep's
     assert (tmp_path / "out" / "sma_cross.html").read_text().count("data:image/png;base64,") == 4
 
 

@@ -34,6 +34,7 @@ from numba import njit, prange
 
 from ntlab.backtest.engine import BarData, bar_data
 from ntlab.backtest.results import Result
+from ntlab.backtest.sweep import SweepResult
 from ntlab.exceptions import ConfigError, DataError
 from ntlab.execution import broker as b
 from ntlab.execution import orders as o
@@ -323,7 +324,7 @@ def sweep_signals(
     labels: pl.DataFrame | Sequence[Any] | None = None,
     periods_per_year: float | None = None,
     risk_free: float = 0.0,
-) -> pl.DataFrame:
+) -> SweepResult:
     """Metrics of many long-only signal columns on one asset: a parameter sweep in one call.
 
     Parameters
@@ -344,10 +345,11 @@ def sweep_signals(
 
     Returns
     -------
-    pl.DataFrame
-        One row per column: the labels, then ``n_trades, win_rate, pnl`` (sum of the round trips'
-        P&L after fees), ``total_fees, end_equity, total_return, max_drawdown, sharpe,
-        exposure``, each as :func:`~ntlab.backtest.metrics.summary` computes it from
+    SweepResult
+        As :func:`ntlab.backtest.sweep.sweep` gives (``best``, ``heatmap``, ``frame``): one row
+        per column, the labels, then ``n_trades, win_rate, pnl`` (sum of the round trips' P&L
+        after fees), ``total_fees, end_equity, total_return, max_drawdown, sharpe, exposure``
+        (Float64), each as :func:`~ntlab.backtest.metrics.summary` computes it from
         :func:`backtest_signals`' result for that column.
     """
     from ntlab.backtest import metrics as m
@@ -376,7 +378,7 @@ def sweep_signals(
         flat = (out[:, _S_N] < 2) | (std <= m._ZERO_VOLATILITY_RTOL * out[:, _S_ABS] / np.maximum(out[:, _S_N], 1.0))
         with np.errstate(divide="ignore", invalid="ignore"):
             rows = {
-                "n_trades": out[:, _S_TRADES].astype(np.int64),
+                "n_trades": out[:, _S_TRADES],
                 "win_rate": np.where(out[:, _S_TRADES] > 0, out[:, _S_WINS] / out[:, _S_TRADES], np.nan),
                 "pnl": out[:, _S_PNL],
                 "total_fees": out[:, _S_FEES],
@@ -395,8 +397,9 @@ def sweep_signals(
                                s["total_return"], s["max_drawdown"], s["sharpe"], s["exposure"]])  # fmt: skip
         values = np.array(per_column, dtype=np.float64).reshape(k, len(_SWEEP_COLUMNS))
         rows = {name: values[:, i] for i, name in enumerate(_SWEEP_COLUMNS)}
-        rows["n_trades"] = rows["n_trades"].astype(np.int64)
-    return pl.concat([head, pl.DataFrame(rows)], how="horizontal")
+    metrics = pl.DataFrame({name: np.asarray(rows[name], dtype=np.float64) for name in _SWEEP_COLUMNS})
+    frame = pl.concat([head, metrics, pl.DataFrame({"error": pl.Series([None] * k, dtype=pl.String)})], how="horizontal")
+    return SweepResult(frame=frame, params=tuple(head.columns), metrics=_SWEEP_COLUMNS)
 
 
 def _columns(values: Any, rows: int, name: str) -> np.ndarray:
@@ -416,7 +419,7 @@ def _labels(labels: pl.DataFrame | Sequence[Any] | None, k: int) -> pl.DataFrame
     frame = labels if isinstance(labels, pl.DataFrame) else pl.DataFrame({"column": list(labels)})
     if frame.height != k:
         raise DataError(f"labels have {frame.height} rows for {k} signal columns; give one per column")
-    clash = sorted(set(frame.columns) & set(_SWEEP_COLUMNS))
+    clash = sorted(set(frame.columns) & {*_SWEEP_COLUMNS, "error"})
     if clash:
         raise ConfigError(f"label columns {clash} clash with the metric names; rename them")
     return frame
