@@ -60,7 +60,7 @@ from dataclasses import dataclass, fields
 from decimal import Decimal, InvalidOperation
 from itertools import compress
 from pathlib import Path
-from typing import Any, Self
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import msgspec
@@ -74,7 +74,7 @@ from websockets.protocol import State
 
 from ntlab.data.orderbook import BookStatus, OrderBook
 from ntlab.exceptions import ConfigError, DataError, NtlabError
-from ntlab.live._serving import block_until_interrupted
+from ntlab.live._serving import ThreadedServer
 
 __all__ = ["Faults", "ReplayServer"]
 
@@ -564,7 +564,7 @@ def _quote_qty(p: str, q: str) -> str:
 # the server
 
 
-class ReplayServer:
+class ReplayServer(ThreadedServer):
     """Replay Binance recordings (or catalog frames) over WebSocket, with the venue's REST book.
 
     Parameters
@@ -833,18 +833,6 @@ class ReplayServer:
             except RuntimeError:  # pragma: no cover - the loop closed in between
                 pass
             thread.join(timeout=15.0)
-
-    def serve_forever(self) -> None:
-        """Start (if needed) and block until KeyboardInterrupt or SIGTERM, then stop."""
-        self.start()
-        assert self._thread is not None
-        block_until_interrupted(self._thread, self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "stopped" if self._stopped else "not started" if self._thread is None else "finished" if self.finished else "paused" if self._paused else "running"

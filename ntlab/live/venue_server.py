@@ -108,7 +108,7 @@ from websockets.exceptions import ConnectionClosed
 from websockets.http11 import Request, Response
 
 from ntlab.exceptions import ConfigError, NtlabError
-from ntlab.live._serving import block_until_interrupted
+from ntlab.live._serving import ThreadedServer
 
 __all__ = ["ORDER_SCHEMA", "TOKEN_ENV", "VenueConfig", "VenueServer", "serve_main"]
 
@@ -293,7 +293,7 @@ class _Conn:
     closing: bool = False
 
 
-class VenueServer:
+class VenueServer(ThreadedServer):
     """A paper trading venue served over WebSocket (protocol: see the module docstring).
 
     Parameters
@@ -420,18 +420,6 @@ class VenueServer:
                 pass
         if thread is not None and thread is not threading.current_thread():
             thread.join(timeout)
-
-    def serve_forever(self) -> None:
-        """Start (if needed) and serve until :meth:`stop`, KeyboardInterrupt or SIGTERM."""
-        self.start()
-        assert self._thread is not None
-        block_until_interrupted(self._thread, self.stop)
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     def __repr__(self) -> str:
         state = "running" if self.running else ("stopped" if self._stopped else "not started")
@@ -823,10 +811,17 @@ class VenueServer:
             return "bad_price", f"price={price!r}: a limit order needs a finite price > 0"
         return None
 
-    def _new(self, conn: _Conn, msg: dict[str, Any], recv_ns: int) -> None:
+    def _cid(self, conn: _Conn, msg: dict[str, Any]) -> str | None:
+        """The message's client order id; None (and an error sent back) when it is not one."""
         cid = msg.get("cid")
-        if not (isinstance(cid, str) and 0 < len(cid) <= _MAX_ID):
-            self._bad(conn, "bad_cid", f"cid={cid!r} must be a non-empty string of at most {_MAX_ID} characters")
+        if isinstance(cid, str) and 0 < len(cid) <= _MAX_ID:
+            return cid
+        self._bad(conn, "bad_cid", f"cid={cid!r} must be a non-empty string of at most {_MAX_ID} characters")
+        return None
+
+    def _new(self, conn: _Conn, msg: dict[str, Any], recv_ns: int) -> None:
+        cid = self._cid(conn, msg)
+        if cid is None:
             return
         acct = conn.account
         assert acct is not None
@@ -866,9 +861,8 @@ class VenueServer:
                 self._resting[symbol][id(o)] = o
 
     def _cancel(self, conn: _Conn, msg: dict[str, Any]) -> None:
-        cid = msg.get("cid")
-        if not (isinstance(cid, str) and 0 < len(cid) <= _MAX_ID):
-            self._bad(conn, "bad_cid", f"cid={cid!r} must be a non-empty string of at most {_MAX_ID} characters")
+        cid = self._cid(conn, msg)
+        if cid is None:
             return
         acct = conn.account
         assert acct is not None
@@ -971,34 +965,13 @@ class VenueServer:
                 self._trade(sym, price)
 
 
-def serve_main(
-    *,
-    host: str = "127.0.0.1",
-    port: int = 0,
-    token: str | None = None,
-    accounts: Sequence[str] | None = None,
-    prices: Mapping[str, float] | None = None,
-    symbols: Sequence[str] | None = None,
-    market_data: str | None = None,
-    streams: Sequence[str] = (),
-    cash: float = 1_000_000.0,
-    fee_bps: float = 0.0,
-    slippage_bps: float = 0.0,
-    fill_delay_ms: float = 0.0,
-    drop_after: int | None = None,
-    drop_prob: float = 0.0,
-    seed: int | None = 0,
-) -> int:
-    """Serve a :class:`VenueServer` (same arguments) until KeyboardInterrupt or SIGTERM.
+def serve_main(**options: Any) -> int:
+    """Serve ``VenueServer(**options)`` until KeyboardInterrupt or SIGTERM.
 
     Prints one line ``venue ws://HOST:PORT (account(s) ..., market data ...)`` once listening
     and returns 0 after a clean stop.
     """
-    venue = VenueServer(
-        host=host, port=port, token=token, accounts=accounts, prices=prices, symbols=symbols,
-        market_data=market_data, streams=streams, cash=cash, fee_bps=fee_bps, slippage_bps=slippage_bps,
-        fill_delay_ms=fill_delay_ms, drop_after=drop_after, drop_prob=drop_prob, seed=seed,
-    ).start()  # fmt: skip
+    venue = VenueServer(**options).start()
     cfg = venue.config
     who = ", ".join(cfg.accounts) if cfg.accounts else "any"
     md = f"{cfg.market_data} {list(cfg.all_streams())}" if cfg.market_data else "set_price/prices only"
