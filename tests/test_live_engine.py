@@ -75,6 +75,7 @@ def test_compiled_strategy_parity_with_the_backtest_on_es_ticks(es: pl.DataFrame
     live = _live_events(engine)
     assert live.shape[0] >= 15
     _same(live, _backtest_events(expected))
+    assert engine.events()["ts"].equals(expected.events["ts"])  # the market event's time, to the nanosecond
     assert final.equity == pytest.approx(expected.final_equity, rel=1e-12)
     assert final.counters["fills"] == int((expected.events["event"].is_in(["filled", "partially_filled"])).sum())
     assert final.events == expected.equity.height

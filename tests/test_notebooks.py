@@ -68,7 +68,7 @@ def test_tutorial_runs(repo: Path, tmp_path: Path) -> None:
 def test_features_tutorial_runs(repo: Path, tmp_path: Path) -> None:
     result = run_notebook(repo / "notebooks/02_features.ipynb", out_dir=tmp_path, cwd=repo)
     assert "streaming EMA == batch EMA: True" in _outputs(result.notebook)
-    assert _images(result.notebook) == 4  # equity, drawdown, the sweep heatmap and the fused sweep's
+    assert _images(result.notebook) == 3
 
 
 def test_kernels_benchmark_writes_the_common_json(repo: Path, tmp_path: Path, monkeypatch) -> None:

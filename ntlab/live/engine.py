@@ -265,7 +265,7 @@ class LiveEngine:
         self._t = feed.first_event  # next event number
         self.recovery: Recovery | None = None
         self.latency = LatencyHistogram()
-        self.ring = Ring(ring_capacity, o.E_WIDTH, overflow="overwrite_oldest", name=f"{name} events")
+        self.ring = Ring(ring_capacity, st.R_WIDTH, overflow="overwrite_oldest", name=f"{name} events")
         self._risk_params = self.limits.params()
         self._risk_state = rk.new_state(self.limits, n)
         self._risk_counters = np.zeros(rk.N_WIDTH, dtype=np.int64)
@@ -858,13 +858,19 @@ class LiveEngine:
         return out
 
     def events(self) -> pl.DataFrame:
-        """Order events so far (the event ring's rows, read now; at most the last 100,000)."""
+        """Order events so far (the event ring's rows, read now; at most the last 100,000):
+        ``ts`` (the time of the market event they happened at, as in a backtest's events; null
+        for a venue report booked before any market event),
+        ``event_number``, ``order_id``, ``event``, ``reason``, ``symbol``, ``qty``, ``price``,
+        ``fee``, ``tag``."""
         rows = self.ring.pop_many()
         self._history.extend(rows)
-        e = np.asarray(self._history).reshape(-1, o.E_WIDTH)
+        e = np.asarray(self._history).reshape(-1, st.R_WIDTH)
         kinds, reasons, assets = e[:, o.E_KIND].astype(int), e[:, o.E_REASON].astype(int), e[:, o.E_ASSET].astype(int)
         names = np.asarray([*self.symbols, ""], dtype=object)
+        ns = e[:, st.R_TS_S].astype(np.int64) * 1_000_000_000 + e[:, st.R_TS_NS].astype(np.int64)
         return pl.DataFrame({
+            "ts": pl.Series(ns).cast(pl.Datetime("ns", "UTC")).set(pl.Series(ns <= 0), None),  # null: before any market event
             "event_number": e[:, o.E_BAR].astype(np.int64),
             "order_id": e[:, o.E_ORDER].astype(np.int64),
             "event": pl.Series([o.EVENT_KINDS[k] for k in kinds], dtype=pl.Utf8),

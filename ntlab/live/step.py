@@ -11,7 +11,9 @@ For event ``t`` (a bar, or a trade as a one-trade bar), exactly as in the event-
    (:func:`~ntlab.execution.broker.end_bar_nb`: accept / reject, fills at the close); then every
    event of this step is drained (:func:`drain_nb`): venue events go to the venue's own record
    first, then to the engine's journal, risk rejections to the journal, and all of them to the
-   event ring for consumers. The broker's event log is emptied, so memory stays flat.
+   event ring for consumers (each row followed by the event's time, ``R_TS_S`` seconds and
+   ``R_TS_NS`` nanoseconds: float64 cannot hold epoch nanoseconds exactly). The broker's event
+   log is emptied, so memory stays flat.
 
 The broker is the paper venue's matching engine and the engine's books at once (one process):
 "before it takes effect" means before the step returns, i.e. before anything can observe it.
@@ -52,6 +54,10 @@ K_START = 5  # payload: [cash, number of assets, first event number, 1 if resume
 K_PROGRESS = 6  # payload: [next event number] after each batch (a restart continues there)
 
 # Order terms after an "accepted" event row in its payload
+# Event ring rows: the broker's event row, then its time
+R_TS_S, R_TS_NS = o.E_WIDTH, o.E_WIDTH + 1
+R_WIDTH = o.E_WIDTH + 2
+
 A_TYPE = o.E_WIDTH
 A_LIMIT = o.E_WIDTH + 1
 A_STOP = o.E_WIDTH + 2
@@ -239,7 +245,10 @@ def _drain_nb(ctx: b.Ctx, io: tuple, seq: float) -> int:
                 counters[N_FILLS] += 1
             elif kind == o.REJECTED:
                 counters[N_VENUE_REJECTS] += 1
-        if not rg.push_nb(io[10], io[11], e):
+        ts = ctx.clock[b.C_TS]  # the journal has taken the payload: its tail carries the time now
+        payload[R_TS_S] = ts // 1_000_000_000
+        payload[R_TS_NS] = ts % 1_000_000_000
+        if not rg.push_nb(io[10], io[11], payload[:R_WIDTH]):
             counters[N_RING_DROPS] += 1
     ctx.n_events[0] = 0
     return n
